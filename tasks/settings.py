@@ -1,0 +1,119 @@
+"""The one settings object for TicketLens.
+
+Every knob a deployment may turn lives here, read from the environment (prefix ``TICKETLENS_``) or a
+``.env`` file. Secrets are ``SecretStr`` so they never print in logs, reprs, artifacts or MLflow params.
+Nothing here connects to anything: building ``Settings()`` is free of side effects.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """Raised when the environment holds an invalid setting; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Defaults run the demo against the local simulator with a SQLite warehouse."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TICKETLENS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- warehouse -------------------------------------------------------------------------------------
+    warehouse_url: str = Field(
+        "sqlite:///ticketlens.db",
+        description="SQLAlchemy URL of the warehouse; postgresql+psycopg://... in production.",
+    )
+
+    # --- helpdesk (Zendesk REST API contract) --------------------------------------------------------
+    helpdesk_base_url: str = Field(
+        "http://127.0.0.1:8765", description="Base URL, e.g. https://yourcompany.zendesk.com"
+    )
+    helpdesk_email: str = Field("demo@example.com", description="Agent e-mail for API-token auth.")
+    helpdesk_api_token: SecretStr | None = Field(
+        SecretStr("demo-token"), description="Zendesk API token (basic auth as email/token:TOKEN)."
+    )
+    helpdesk_oauth_token: SecretStr | None = Field(
+        None, description="OAuth bearer token; used instead of the API token when set."
+    )
+    helpdesk_requests_per_minute: int = Field(
+        400, gt=0, description="Client-side cap for ordinary endpoints (Zendesk plans allow 200-2500)."
+    )
+    helpdesk_export_requests_per_minute: int = Field(
+        10, gt=0, description="Client-side cap for incremental exports (Zendesk allows 10/min by default)."
+    )
+    helpdesk_timeout_seconds: float = Field(30.0, gt=0)
+    helpdesk_max_retries: int = Field(6, ge=0, description="Retries for 429, 5xx, timeouts, broken pages.")
+    helpdesk_backoff_base_seconds: float = Field(1.0, ge=0)
+    helpdesk_backoff_max_seconds: float = Field(60.0, ge=0)
+    helpdesk_max_retry_after_seconds: float = Field(
+        600.0, gt=0, description="Longest Retry-After honoured before giving up on a request."
+    )
+    helpdesk_csat_page_size: int = Field(100, gt=0, le=100)
+
+    # --- custom ticket fields (matched on the field title from /api/v2/ticket_fields) ------------------
+    contact_reason_field_title: str = Field(
+        "Contact reason", description="Ticket field holding the user's self-selected contact reason."
+    )
+    confirmed_category_field_title: str = Field(
+        "Confirmed category", description="Ticket field holding the agent-confirmed category."
+    )
+
+    # --- ingest ------------------------------------------------------------------------------------------
+    ingest_initial_start_time: datetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC),
+        description="Where a stream with no stored cursor starts (UTC).",
+    )
+    validation_max_failure_share: float = Field(
+        0.2, ge=0, le=1, description="A page with a larger share of invalid rows fails the run."
+    )
+    max_text_chars: int = Field(
+        1_000_000, gt=0, description="Longest subject/description accepted; longer rows are quarantined."
+    )
+
+    @field_validator("ingest_initial_start_time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    @field_validator("helpdesk_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _some_auth(self) -> Settings:
+        if self.helpdesk_api_token is None and self.helpdesk_oauth_token is None:
+            raise ValueError(
+                "set TICKETLENS_HELPDESK_API_TOKEN (with TICKETLENS_HELPDESK_EMAIL) or TICKETLENS_HELPDESK_OAUTH_TOKEN"
+            )
+        return self
+
+
+def load_settings(**overrides) -> Settings:
+    """Build settings, turning pydantic's error into one that names the environment variable to fix."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = "_".join(str(part) for part in err["loc"] if part != "__root__")
+            name = f"TICKETLENS_{loc.upper()}" if loc else "settings"
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid TicketLens settings — " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once. Tests build their own ``Settings`` and pass them explicitly."""
+    return load_settings()

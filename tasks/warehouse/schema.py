@@ -1,0 +1,192 @@
+"""Warehouse schema: SQLAlchemy 2 Core tables, one place, with a constraint naming convention.
+
+Changes go through Alembic (``tasks/warehouse/migrations``); this module is the migration target.
+Natural keys are the helpdesk ids, so every load is an idempotent upsert.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC timestamps on every backend.
+
+    SQLite has no timezone type, so values are stored as naive UTC and re-tagged as UTC on the way out;
+    PostgreSQL stores ``timestamptz``. Naive inputs are rejected rather than guessed.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the warehouse; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL paths on SQLite
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+tickets = sa.Table(
+    "tickets",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("generated_timestamp", sa.BigInteger),
+    sa.Column("subject", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.String(16)),
+    sa.Column("type", sa.String(16)),
+    sa.Column("tags", JSONType),
+    sa.Column("channel", sa.String(32)),
+    sa.Column("requester_id", sa.BigInteger),
+    sa.Column("submitter_id", sa.BigInteger),
+    sa.Column("assignee_id", sa.BigInteger),
+    sa.Column("group_id", sa.BigInteger),
+    sa.Column("organization_id", sa.BigInteger),
+    sa.Column("custom_fields", JSONType),
+    # Resolved from custom_fields through the ticket_fields dimension (see Settings *_field_title).
+    sa.Column("contact_reason", sa.String(128)),
+    sa.Column("confirmed_category", sa.String(128)),
+    # From the export's metric_sets side-load; feed CSAT-driver analysis.
+    sa.Column("solved_at", UTCDateTime),
+    sa.Column("first_reply_minutes", sa.Integer),
+    sa.Column("full_resolution_minutes", sa.Integer),
+    sa.Column("reopens", sa.Integer),
+    sa.Column("is_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("deleted_at", UTCDateTime),
+    sa.Column("extracted_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+)
+sa.Index(None, tickets.c.updated_at)
+sa.Index(None, tickets.c.created_at)
+
+csat_ratings = sa.Table(
+    "csat_ratings",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("ticket_id", sa.BigInteger, nullable=False),
+    # Text, not an enum: classic CSAT is good/bad, newer CSAT scales are numeric (1-5).
+    sa.Column("score", sa.String(32), nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("reason", sa.String(128)),
+    # The assignee and group at rating time, as Zendesk records them on the rating.
+    sa.Column("assignee_id", sa.BigInteger),
+    sa.Column("group_id", sa.BigInteger),
+    sa.Column("requester_id", sa.BigInteger),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("extracted_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+)
+sa.Index(None, csat_ratings.c.ticket_id)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(255)),
+    sa.Column("email", sa.String(255)),
+    sa.Column("role", sa.String(32)),
+    sa.Column("default_group_id", sa.BigInteger),
+    sa.Column("active", sa.Boolean),
+    sa.Column("created_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime),
+    sa.Column("extracted_at", UTCDateTime, nullable=False),
+)
+
+groups = sa.Table(
+    "groups",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(255)),
+    sa.Column("description", sa.Text),
+    sa.Column("is_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime),
+    sa.Column("extracted_at", UTCDateTime, nullable=False),
+)
+
+ticket_fields = sa.Table(
+    "ticket_fields",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("title", sa.String(255), nullable=False),
+    sa.Column("type", sa.String(32)),
+    sa.Column("active", sa.Boolean),
+    sa.Column("options", JSONType),
+    sa.Column("updated_at", UTCDateTime),
+    sa.Column("extracted_at", UTCDateTime, nullable=False),
+)
+
+raw_records = sa.Table(
+    "raw_records",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(32), nullable=False),
+    sa.Column("record_id", sa.String(64)),
+    # sha256 of the canonical JSON: the same record fetched twice lands once.
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("extracted_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.UniqueConstraint("stream", "payload_sha256"),
+)
+
+extraction_state = sa.Table(
+    "extraction_state",
+    metadata,
+    sa.Column("stream", sa.String(32), primary_key=True),
+    # Opaque resume point from the API (after_cursor or links.next); NULL when a stream starts from watermark.
+    sa.Column("cursor", sa.Text),
+    # Unix seconds: max(generated_timestamp) for tickets, max(updated_at) for ratings.
+    sa.Column("watermark", sa.BigInteger),
+    sa.Column("pages", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(32), nullable=False),
+    sa.Column("record_id", sa.String(64)),
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("failed_checks", JSONType, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("quarantined_at", UTCDateTime, nullable=False),
+    sa.Column("times_seen", sa.Integer, nullable=False, server_default="1"),
+    sa.UniqueConstraint("stream", "payload_sha256"),
+)
