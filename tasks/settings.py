@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     def _some_auth(self) -> Settings:
         if self.helpdesk_api_token is None and self.helpdesk_oauth_token is None:
             raise ValueError(
-                "set TICKETLENS_HELPDESK_API_TOKEN (with TICKETLENS_HELPDESK_EMAIL) or TICKETLENS_HELPDESK_OAUTH_TOKEN"
+                "set TICKETLENS_HELPDESK_API_TOKEN (with TICKETLENS_HELPDESK_EMAIL) "
+                "or TICKETLENS_HELPDESK_OAUTH_TOKEN"
             )
         return self
 

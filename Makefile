@@ -1,0 +1,34 @@
+# TicketLens developer entry points. Every target installs what it needs first (uv + the locked env).
+SHELL := /bin/bash
+UV := python3 -m uv
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export GX_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
+.PHONY: install demo test lint unit bench sim clean
+
+install:
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
+	@$(UV) sync --frozen --quiet
+
+## Run the main job on the embedded defaults against a local simulator (SQLite warehouse ./ticketlens.db).
+demo: install
+	$(UV) run python -m flows.demo
+
+## Lint + the whole test suite (SQLite always; PostgreSQL when reachable, mandatory when CI=true).
+test: install lint
+	$(UV) run pytest
+
+lint: install
+	$(UV) run ruff check .
+
+## Benchmarks (print results tables).
+bench: install
+	$(UV) run python -m bench.ingest_bench
+
+## Start the Zendesk-compatible simulator in the foreground on 127.0.0.1:8765.
+sim: install
+	$(UV) run ticketlens-sim serve --port 8765
+
+clean:
+	rm -rf ticketlens.db ticketlens.db-* .pytest_cache .ruff_cache var/
