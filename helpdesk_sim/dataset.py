@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Zendesk vocabularies used by the simulator and validated by the ingest suites.
-STATUSES = ("new", "open", "pending", "hold", "solved", "closed", "deleted")
-PRIORITIES = ("urgent", "high", "normal", "low")
-TYPES = ("problem", "incident", "question", "task")
+from models.records import PRIORITIES, STATUSES, TYPES  # Zendesk vocabularies, validated by ingest
+
+__all__ = ["CHANNELS", "PRIORITIES", "STATUSES", "TYPES", "Dataset", "GroundTruth", "Incident", "RatingSpec",
+           "TicketSpec"]
+
+# The channels the generator emits (a subset of Zendesk's via.channel values).
 CHANNELS = ("web", "email", "chat", "api", "mobile")
 
 

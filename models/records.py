@@ -1,0 +1,278 @@
+"""Zendesk API records → warehouse-shaped DataFrames (pure: no Prefect, no I/O, no Great Expectations).
+
+Normalization never drops a record. Everything a validator needs to judge a row travels with it: the row's
+position (``_row``) so failed checks can point back at it, the canonical payload and its SHA-256 (so a
+quarantined row keeps exactly what the API sent), and ``_type_errors`` naming fields whose values had the
+wrong type (coerced to null here, judged by the validation suite, never silently accepted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pandas as pd
+
+# Control characters (except tab, newline, carriage return) break terminals, CSV exports and some drivers
+# (PostgreSQL rejects NUL in text); they carry no meaning in a ticket, so they are stripped.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+#: Zendesk vocabularies checked by the validation suites.
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed", "deleted")
+PRIORITIES = ("urgent", "high", "normal", "low")
+TYPES = ("problem", "incident", "question", "task")
+
+#: Fields the ticket export must carry. A page where one is absent from every record is schema drift.
+TICKET_REQUIRED = ("id", "created_at", "updated_at", "status")
+#: Same for satisfaction ratings.
+RATING_REQUIRED = ("id", "ticket_id", "score", "created_at", "updated_at")
+
+TICKET_ID_FIELDS = ("requester_id", "submitter_id", "assignee_id", "group_id", "organization_id")
+RATING_ID_FIELDS = ("assignee_id", "group_id", "requester_id")
+
+
+class SchemaDriftError(ValueError):
+    """The API stopped sending a required field: loading would silently null a column, so the run stops."""
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Which Zendesk custom ticket fields hold the user's contact reason and the agent-confirmed category."""
+
+    contact_reason_field_id: int | None = None
+    confirmed_category_field_id: int | None = None
+
+
+def field_map_from_ticket_fields(
+    fields: Iterable[Mapping[str, Any]], reason_title: str, category_title: str
+) -> FieldMap:
+    """Find the two custom fields by title (case-insensitive); ids differ between Zendesk accounts."""
+
+    def find(title: str) -> int | None:
+        wanted = title.strip().casefold()
+        for f in fields:
+            if str(f.get("title") or "").strip().casefold() == wanted and f.get("id") is not None:
+                return int(f["id"])
+        return None
+
+    fields = list(fields)
+    return FieldMap(find(reason_title), find(category_title))
+
+
+def canonical_json(record: Any) -> str:
+    """Stable JSON text of a record (sorted keys), so identical payloads hash identically."""
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
+def payload_sha256(record: Any) -> str:
+    return hashlib.sha256(canonical_json(record).encode()).hexdigest()
+
+
+def clean_text(value: Any) -> str | None:
+    """Text field → str without control characters; non-text values are stringified, never dropped."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return _CONTROL_CHARS.sub("", text)
+
+
+def _as_int(value: Any) -> tuple[int | None, bool]:
+    """(value, ok). Accepts ints and integral strings/floats; bools and anything else are a type error."""
+    if value is None:
+        return None, True
+    if isinstance(value, bool):
+        return None, False
+    if isinstance(value, int):
+        return value, True
+    if isinstance(value, float) and value.is_integer():
+        return int(value), True
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip()), True
+    return None, False
+
+
+def _as_timestamp(value: Any) -> tuple[pd.Timestamp | None, bool]:
+    """ISO-8601 string or unix seconds → UTC Timestamp. Unparseable → (None, False)."""
+    if value is None or value == "":
+        return None, True
+    try:
+        if isinstance(value, bool):
+            return None, False
+        if isinstance(value, (int, float)):
+            ts = pd.Timestamp(int(value), unit="s", tz="UTC")
+        elif isinstance(value, str):
+            ts = pd.Timestamp(value)
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        else:
+            return None, False
+    except (ValueError, TypeError, OverflowError):
+        return None, False
+    if pd.isna(ts):
+        return None, False
+    return ts, True
+
+
+def _as_text(value: Any) -> tuple[str | None, bool]:
+    if value is None:
+        return None, True
+    if isinstance(value, (dict, list)):
+        return None, False
+    return clean_text(value), True
+
+
+def _as_list(value: Any) -> tuple[list | None, bool]:
+    if value is None:
+        return [], True
+    if isinstance(value, list):
+        return value, True
+    return None, False
+
+
+def _custom_value(custom_fields: Any, field_id: int | None) -> Any:
+    if field_id is None or not isinstance(custom_fields, list):
+        return None
+    for entry in custom_fields:
+        if isinstance(entry, Mapping) and entry.get("id") == field_id:
+            return entry.get("value")
+    return None
+
+
+def _calendar_minutes(value: Any) -> Any:
+    return value.get("calendar") if isinstance(value, Mapping) else value
+
+
+def _frame(rows: list[dict[str, Any]], columns: Sequence[str], present: set[str], required: Sequence[str]):
+    """Build the DataFrame; a required field absent from every record leaves its column out (schema drift)."""
+    frame = pd.DataFrame(rows, columns=list(columns))
+    missing = [c for c in required if c not in present]
+    if rows and missing:
+        frame = frame.drop(columns=missing)
+    for col in ("created_at", "updated_at", "solved_at", "deleted_at"):
+        if col in frame.columns:
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def _dedupe_exact(records: Sequence[Any]) -> tuple[list[Any], list[str], list[str]]:
+    """Collapse byte-identical records (an API page may repeat one); keep first, with payload and hash."""
+    seen: set[str] = set()
+    kept, payloads, hashes = [], [], []
+    for rec in records:
+        payload = canonical_json(rec)
+        digest = hashlib.sha256(payload.encode()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        kept.append(rec)
+        payloads.append(payload)
+        hashes.append(digest)
+    return kept, payloads, hashes
+
+
+TICKET_COLUMNS = (
+    "id", "created_at", "updated_at", "generated_timestamp", "subject", "description", "status", "priority",
+    "type", "tags", "channel", *TICKET_ID_FIELDS, "custom_fields", "contact_reason", "confirmed_category",
+    "solved_at", "first_reply_minutes", "full_resolution_minutes", "reopens", "is_deleted", "deleted_at",
+    "_row", "_record_id", "_payload", "_sha256", "_type_errors",
+)
+
+
+def normalize_tickets(
+    records: Sequence[Any], metric_sets: Sequence[Mapping[str, Any]] | None, field_map: FieldMap
+) -> pd.DataFrame:
+    """Incremental-export tickets (+ their metric sets) → one row per distinct record, warehouse columns.
+
+    Status ``deleted`` becomes a soft delete (``is_deleted``, ``deleted_at`` = the deleting update).
+    """
+    metrics: dict[Any, Mapping[str, Any]] = {}
+    for m in metric_sets or ():
+        if isinstance(m, Mapping) and m.get("ticket_id") is not None:
+            metrics[m["ticket_id"]] = m
+    kept, payloads, hashes = _dedupe_exact(records)
+    present: set[str] = set()
+    rows = []
+    for pos, (rec, payload, digest) in enumerate(zip(kept, payloads, hashes, strict=True)):
+        if not isinstance(rec, Mapping):
+            rec = {}
+            errors = ["record"]
+        else:
+            errors = []
+        present.update(rec.keys())
+        row: dict[str, Any] = {"_row": pos, "_payload": payload, "_sha256": digest}
+
+        def put(name: str, converted: tuple[Any, bool], row=row, errors=errors) -> None:
+            value, ok = converted
+            row[name] = value
+            if not ok:
+                errors.append(name)
+
+        put("id", _as_int(rec.get("id")))
+        put("created_at", _as_timestamp(rec.get("created_at")))
+        put("updated_at", _as_timestamp(rec.get("updated_at")))
+        put("generated_timestamp", _as_int(rec.get("generated_timestamp")))
+        for name in ("subject", "description", "status", "priority", "type"):
+            put(name, _as_text(rec.get(name)))
+        put("tags", _as_list(rec.get("tags")))
+        via = rec.get("via")
+        put("channel", _as_text(via.get("channel")) if isinstance(via, Mapping) else (None, via is None))
+        for name in TICKET_ID_FIELDS:
+            put(name, _as_int(rec.get(name)))
+        put("custom_fields", _as_list(rec.get("custom_fields")))
+        custom = row["custom_fields"]
+        row["contact_reason"] = clean_text(_custom_value(custom, field_map.contact_reason_field_id))
+        row["confirmed_category"] = clean_text(_custom_value(custom, field_map.confirmed_category_field_id))
+        m = metrics.get(rec.get("id"), {})
+        put("solved_at", _as_timestamp(m.get("solved_at")))
+        put("first_reply_minutes", _as_int(_calendar_minutes(m.get("reply_time_in_minutes"))))
+        put("full_resolution_minutes", _as_int(_calendar_minutes(m.get("full_resolution_time_in_minutes"))))
+        put("reopens", _as_int(m.get("reopens")))
+        row["is_deleted"] = row["status"] == "deleted"
+        row["deleted_at"] = row["updated_at"] if row["is_deleted"] else None
+        row["_record_id"] = None if rec.get("id") is None else str(rec.get("id"))
+        row["_type_errors"] = ",".join(errors) or None
+        rows.append(row)
+    frame = _frame(rows, TICKET_COLUMNS, present, TICKET_REQUIRED)
+    return _int_columns(frame, ("id", "generated_timestamp", *TICKET_ID_FIELDS, "first_reply_minutes",
+                                "full_resolution_minutes", "reopens"))
+
+
+RATING_COLUMNS = (
+    "id", "ticket_id", "score", "comment", "reason", *RATING_ID_FIELDS, "created_at", "updated_at",
+    "_row", "_record_id", "_payload", "_sha256", "_type_errors",
+)
+
+
+def normalize_ratings(records: Sequence[Any]) -> pd.DataFrame:
+    """Satisfaction ratings → rows. The score stays text: newer CSAT scales are numeric, not good/bad."""
+    kept, payloads, hashes = _dedupe_exact(records)
+    present: set[str] = set()
+    rows = []
+    for pos, (rec, payload, digest) in enumerate(zip(kept, payloads, hashes, strict=True)):
+        errors: list[str] = []
+        if not isinstance(rec, Mapping):
+            rec, errors = {}, ["record"]
+        present.update(rec.keys())
+        row: dict[str, Any] = {"_row": pos, "_payload": payload, "_sha256": digest}
+        for name, conv in (("id", _as_int), ("ticket_id", _as_int), ("score", _as_text), ("comment", _as_text),
+                           ("reason", _as_text), ("created_at", _as_timestamp), ("updated_at", _as_timestamp),
+                           *((n, _as_int) for n in RATING_ID_FIELDS)):
+            value, ok = conv(rec.get(name))
+            row[name] = value
+            if not ok:
+                errors.append(name)
+        row["_record_id"] = None if rec.get("id") is None else str(rec.get("id"))
+        row["_type_errors"] = ",".join(errors) or None
+        rows.append(row)
+    frame = _frame(rows, RATING_COLUMNS, present, RATING_REQUIRED)
+    return _int_columns(frame, ("id", "ticket_id", *RATING_ID_FIELDS))
+
+
+def _int_columns(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    for col in columns:
+        if col in frame.columns:
+            frame[col] = frame[col].astype("Int64")
+    return frame
