@@ -1,0 +1,3 @@
+from helpdesk_sim.cli import main
+
+raise SystemExit(main())

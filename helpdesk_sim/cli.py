@@ -1,0 +1,73 @@
+"""``ticketlens-sim`` / ``python -m helpdesk_sim``: serve the simulator or write a dataset's ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+
+def _when(value: str) -> datetime:
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value), UTC)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _dataset_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--start", type=_when, default=_when("2026-08-01"), help="first day (ISO date, UTC)")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--tickets-per-day", type=int, default=300)
+
+
+def _generate(args):
+    from helpdesk_sim.generator import GeneratorConfig, generate_dataset
+
+    return generate_dataset(GeneratorConfig(seed=args.seed, start=args.start, days=args.days,
+                                            tickets_per_day=args.tickets_per_day))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ticketlens-sim", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve a generated dataset over HTTP (Zendesk REST shapes)")
+    _dataset_args(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--clock", type=_when, help="simulated time to start at (default: end of the data)")
+    serve.add_argument("--requests-per-minute", type=int)
+    serve.add_argument("--export-requests-per-minute", type=int)
+    serve.add_argument("--retry-after", default="1.5")
+    serve.add_argument("--error-rate", type=float, default=0.0)
+    serve.add_argument("--slow-ms", type=int, default=0)
+    serve.add_argument("--email", default="demo@example.com")
+    serve.add_argument("--api-token", default="demo-token")
+    gen = sub.add_parser("generate", help="generate a dataset and write its ground truth as JSON")
+    _dataset_args(gen)
+    gen.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    dataset = _generate(args)
+    if args.command == "generate":
+        from helpdesk_sim.generator import write_ground_truth
+
+        write_ground_truth(dataset, args.out)
+        print(f"{len(dataset.tickets)} tickets; ground truth in {args.out}")
+        return 0
+
+    import uvicorn
+
+    from helpdesk_sim.server import Faults, SimConfig, create_app, iso
+
+    config = SimConfig(
+        host=args.host, port=args.port, email=args.email, api_token=args.api_token,
+        clock=int(args.clock.timestamp()) if args.clock else None, requests_per_minute=args.requests_per_minute,
+        export_requests_per_minute=args.export_requests_per_minute, retry_after=args.retry_after,
+        faults=Faults(error_rate=args.error_rate, slow_ms=args.slow_ms),
+    )
+    app = create_app(dataset, config)
+    print(f"helpdesk simulator on http://{args.host}:{args.port} ({len(dataset.tickets)} tickets, "
+          f"clock={iso(app.state.sim.now)})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
