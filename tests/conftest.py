@@ -74,3 +74,12 @@ def warehouse_url(request) -> str:
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
     migrate(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for the whole session; its server can take 20-30 s to start here."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
