@@ -77,6 +77,7 @@ class SimConfig:
     requests_per_minute: int | None = None  # None/0 → no server-side limit
     export_requests_per_minute: int | None = None
     retry_after: str = "1.5"
+    rate_window_seconds: float = 60.0  # the limits above count requests over this window (tests shorten it)
     fault_seed: int = 0
     job_polls_before_complete: int = 1
     faults: Faults = field(default_factory=Faults)
@@ -261,7 +262,7 @@ class SimState:
             return False
         window = self.windows[kind]
         now = time.monotonic()
-        while window and now - window[0] > 60:
+        while window and now - window[0] > self.config.rate_window_seconds:
             window.popleft()
         if len(window) >= per_minute:
             return True

@@ -235,3 +235,34 @@ def _has_state(url: str) -> bool:
         return bool(cursor_rows(url))
     except sa.exc.OperationalError:
         return False
+
+
+def test_rate_limited_helpdesk_is_honoured(prefect_harness, configure, warehouse_url, dataset):
+    """The server answers 429 + Retry-After once its per-minute budget is spent; the run still completes."""
+    from flows.ingest import ingest
+
+    with running_simulator(dataset, requests_per_minute=3, rate_window_seconds=5.0, retry_after="0.3") as limited:
+        configure(TICKETLENS_HELPDESK_BASE_URL=limited.base_url, TICKETLENS_HELPDESK_MAX_RETRIES="400")
+        started = time.monotonic()
+        ingest(max_pages=2)
+        assert limited.stats()["rate_limited"] > 0
+        assert time.monotonic() - started >= 0.3  # it waited instead of failing
+
+
+def test_rejected_cursor_falls_back_to_the_watermark(prefect_harness, configure, warehouse_url, sim):
+    from flows.ingest import ingest
+
+    ingest()
+    sim.advance(12 * 3600)
+    sim.set_faults(reject_cursors=True)  # e.g. the stored cursor expired
+    result = ingest()
+    assert result["tickets"]["updated"] > 0
+    assert_warehouse_equals_source(warehouse_url, sim)
+
+
+def test_duplicate_ids_in_a_page_load_once(prefect_harness, configure, warehouse_url, sim):
+    from flows.ingest import ingest
+
+    sim.set_faults(duplicate_id_pages=1)
+    ingest()
+    assert_warehouse_equals_source(warehouse_url, sim)
