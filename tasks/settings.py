@@ -77,6 +77,34 @@ class Settings(BaseSettings):
         1_000_000, gt=0, description="Longest subject/description accepted; longer rows are quarantined."
     )
 
+    # --- training and model registry (MLflow) ------------------------------------------------------------
+    mlflow_tracking_uri: str = Field(
+        "sqlite:///mlflow.db", description="MLflow tracking/registry URI: a sqlite:/// file or http://server:5000."
+    )
+    mlflow_artifact_location: str = Field(
+        "mlartifacts", description="Artifact root for the experiment when TicketLens creates it (path or URI)."
+    )
+    mlflow_experiment: str = Field("ticket-category", description="MLflow experiment for training runs.")
+    model_name: str = Field("ticket-category-classifier", description="Registered model name.")
+    sentiment_model_name: str = Field(
+        "ticket-sentiment", description="Registered name of the CSAT-trained sentiment model (when it beats VADER)."
+    )
+    training_holdout_days: int = Field(7, gt=0, description="The most recent N days are the holdout.")
+    training_min_holdout_rows: int = Field(
+        200, gt=0, description="Fewer holdout rows than this → stratified random holdout instead."
+    )
+    training_min_examples_per_class: int = Field(
+        20, gt=0, description="Classes with fewer training examples are reported and excluded."
+    )
+    training_max_rows: int = Field(500_000, gt=0, description="Train on at most the N most recent labelled rows.")
+    promotion_metric: str = Field("macro_f1", description="Holdout metric that decides promotion.")
+    promotion_margin: float = Field(
+        0.005, ge=0, description="The challenger must beat the champion by at least this much."
+    )
+    auto_route_threshold: float = Field(
+        0.6, ge=0, le=1, description="Confidence at or above which a ticket is routed without triage."
+    )
+
     @field_validator("ingest_initial_start_time")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:

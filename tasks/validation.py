@@ -235,3 +235,36 @@ def _keep_newest_duplicates(frame: pd.DataFrame, failures: dict[int, list[str]])
         names.remove(unique_check)
         if not names:
             del failures[int(row)]
+
+
+class TrainingDataError(ValueError):
+    """The training set failed its Great Expectations checks."""
+
+
+def validate_training_frame(frame: pd.DataFrame, leaves: Sequence[str]) -> list[dict[str, Any]]:
+    """GX checks on a prepared training set: unique ids, non-empty text, labels inside the taxonomy.
+
+    (Classes below the minimum size are excluded and reported before this runs, in
+    ``models.training_data.prepare_training_set``.) Raises ``TrainingDataError`` naming the failed checks.
+    """
+    validator = _Validator.get()
+    gx = validator.gx
+    text = (frame["subject"].fillna("") + " " + frame["description"].fillna("")).str.strip()
+    checked = pd.DataFrame({"id": frame["id"], "text": text, "label": frame["label"]})
+    suite = gx.ExpectationSuite(name="training-set")
+    for expectation in (
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
+        gx.expectations.ExpectColumnValuesToBeUnique(column="id"),
+        gx.expectations.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=list(leaves)),
+    ):
+        suite.add_expectation(expectation)
+    with validator._lock:
+        batch = validator.batch_definition("training").get_batch(batch_parameters={"dataframe": checked})
+        result = batch.validate(suite)
+    checks = [{"expectation": r.expectation_config.type, "column": r.expectation_config.kwargs.get("column", ""),
+               "success": bool(r.success)} for r in result.results]
+    failed = [f"{c['expectation']}({c['column']})" for c in checks if not c["success"]]
+    if failed:
+        raise TrainingDataError(f"The training set failed validation: {', '.join(failed)}")
+    return checks

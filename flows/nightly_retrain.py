@@ -1,0 +1,59 @@
+"""``nightly-retrain`` flow: labelled tickets → checked training set → challenger → MLflow → promotion.
+
+Table of contents: load-labelled-tickets → check-training-set → train-challenger → score-champion-on-holdout
+→ compare-sentiment-models → log-and-register (new version, alias ``challenger``) → decide-promotion (alias
+``champion`` when it beats the champion on the same holdout) → a markdown artifact with the decision.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from models.classifier import ClassifierConfig
+from tasks.settings import get_settings
+from tasks.tracking import ensure_experiment
+from tasks.training import (
+    check_training_set,
+    compare_sentiment_models,
+    decision_markdown,
+    load_labelled_tickets,
+    log_and_register,
+    promote_if_better,
+    score_champion,
+    train_challenger,
+)
+
+
+@flow(name="nightly-retrain", log_prints=True)
+def nightly_retrain(classifier_config: dict | None = None) -> dict:
+    """Retrain the ticket-category classifier; promote it only if it beats the champion on the same holdout.
+
+    Args:
+        classifier_config: overrides of ``models.classifier.ClassifierConfig`` fields (e.g. ``{"C": 5}``),
+            for ML owners trying a variant; every value is logged to MLflow.
+    """
+    settings = get_settings()
+    # Initialise the MLflow store once, before any parallel work (fresh SQLite stores crash on concurrent use).
+    ensure_experiment(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
+    frame = load_labelled_tickets(settings.warehouse_url, settings.training_max_rows)
+    training = check_training_set(frame, settings.training_min_examples_per_class)
+    model = train_challenger(training, settings, ClassifierConfig(**(classifier_config or {})))
+    champion_version, champion_metrics = score_champion(settings, model.split.holdout)
+    sentiment, sentiment_model = compare_sentiment_models(settings.warehouse_url)
+    run_id, version = log_and_register(settings, model, champion_version, champion_metrics, sentiment,
+                                       sentiment_model)
+    decision = promote_if_better(settings, version, model.metrics, champion_version, champion_metrics)
+    markdown = decision_markdown(settings, version, run_id, model, decision, champion_version, champion_metrics,
+                                 sentiment)
+    create_markdown_artifact(key="nightly-retrain-decision", markdown=markdown,
+                             description="Challenger vs champion on the same holdout, and the decision.")
+    print(markdown)
+    return {"version": version, "run_id": run_id, "promoted": decision.promote, "reason": decision.reason,
+            "metrics": {k: v for k, v in model.metrics.items() if not k.startswith("f1.")},
+            "champion_version": champion_version,
+            "sentiment_winner": sentiment.winner if sentiment else "vader"}
+
+
+if __name__ == "__main__":
+    nightly_retrain()

@@ -1,0 +1,97 @@
+"""Ticket sentiment: an offline lexicon baseline (VADER) versus a model trained on CSAT comments.
+
+Both produce a score in [-1, 1] (negative → positive) and a label negative / neutral / positive with the same
+cut-offs, so they are compared on equal terms: on held-out rated tickets, how well does the score of the rating
+comment separate bad from good ratings (ROC AUC) and how accurate is "negative ⇒ bad" (macro-F1 on bad/good)?
+The better one ships; both numbers are reported in MLflow and the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from models.text import mask_pii
+
+NEGATIVE_BELOW = -0.25
+POSITIVE_ABOVE = 0.25
+LABELS = ("negative", "neutral", "positive")
+
+
+def label_scores(scores: np.ndarray) -> list[str]:
+    scores = np.asarray(scores, dtype=float)
+    return ["negative" if s <= NEGATIVE_BELOW else "positive" if s >= POSITIVE_ABOVE else "neutral" for s in scores]
+
+
+class VaderSentiment:
+    """The lexicon baseline: VADER's compound score (no training, works offline)."""
+
+    name = "vader"
+
+    def __init__(self) -> None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self._analyzer = SentimentIntensityAnalyzer()
+
+    def fit(self, texts: Sequence[str], bad: Sequence[bool]) -> VaderSentiment:
+        return self
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        return np.array([self._analyzer.polarity_scores(t or "")["compound"] for t in texts], dtype=float)
+
+
+class CsatSentiment:
+    """TF-IDF + logistic regression trained to tell bad-rating comments from good ones; score = 1 − 2·P(bad)."""
+
+    name = "csat_model"
+
+    def __init__(self, C: float = 4.0) -> None:
+        self.pipeline = Pipeline([
+            ("features", FeatureUnion([
+                ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)),
+                ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True)),
+            ])),
+            ("model", LogisticRegression(C=C, max_iter=1000, class_weight="balanced")),
+        ])
+
+    def fit(self, texts: Sequence[str], bad: Sequence[bool]) -> CsatSentiment:
+        self.pipeline.fit([mask_pii(t or "") for t in texts], np.asarray(bad, dtype=bool))
+        return self
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        proba = self.pipeline.predict_proba([mask_pii(t or "") for t in texts])
+        bad_col = list(self.pipeline.classes_).index(True)
+        return 1.0 - 2.0 * proba[:, bad_col]
+
+
+@dataclass(frozen=True)
+class SentimentComparison:
+    metrics: dict[str, dict[str, float]]  # model name → {"roc_auc", "macro_f1", "rows"}
+    winner: str
+
+
+def evaluate_sentiment(model, texts: Sequence[str], bad: Sequence[bool]) -> dict[str, float]:
+    bad = np.asarray(bad, dtype=bool)
+    scores = model.score(texts)
+    predicted_bad = np.array([lab == "negative" for lab in label_scores(scores)])
+    auc = float(roc_auc_score(bad, -scores)) if 0 < bad.sum() < len(bad) else float("nan")
+    return {"roc_auc": auc, "macro_f1": float(f1_score(bad, predicted_bad, average="macro", zero_division=0)),
+            "rows": float(len(bad))}
+
+
+def compare_sentiment(
+    train_texts: Sequence[str], train_bad: Sequence[bool], test_texts: Sequence[str], test_bad: Sequence[bool]
+) -> tuple[SentimentComparison, dict[str, object]]:
+    """Fit both on the training comments, score both on held-out comments; the higher ROC AUC wins."""
+    models = {"vader": VaderSentiment().fit(train_texts, train_bad)}
+    if len(set(map(bool, train_bad))) == 2:
+        models["csat_model"] = CsatSentiment().fit(train_texts, train_bad)
+    metrics = {name: evaluate_sentiment(m, test_texts, test_bad) for name, m in models.items()}
+    winner = max(metrics, key=lambda n: (np.nan_to_num(metrics[n]["roc_auc"], nan=-1.0), n == "vader"))
+    return SentimentComparison(metrics=metrics, winner=winner), models

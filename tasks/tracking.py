@@ -1,0 +1,91 @@
+"""MLflow 3 tracking and registry helpers: experiment set-up, training-run logging, aliases.
+
+Conventions (MLflow 3): ``log_model(name=...)``, registry aliases ``challenger``/``champion`` instead of the
+deprecated stages, consumers load ``models:/<name>@champion``. Pip requirements are passed explicitly (inferring
+them costs ~20 s per model). Nothing logged here contains ticket text: params and metrics are numbers and
+names, the dataset input carries ids/labels/dates only, and the input example is a made-up ticket.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import threading
+from pathlib import Path
+from typing import Any
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+_INIT_LOCK = threading.Lock()
+_READY: set[tuple[str, str]] = set()
+
+
+def pip_requirements() -> list[str]:
+    """What a model server needs to load the pipeline (pinned to this environment's versions)."""
+    pins = []
+    for dist in ("scikit-learn", "numpy", "pandas", "scipy", "mlflow"):
+        try:
+            pins.append(f"{dist}=={md.version(dist)}")
+        except md.PackageNotFoundError:  # pragma: no cover - always installed here
+            pins.append(dist)
+    return pins
+
+
+def _artifact_uri(location: str) -> str:
+    if "://" in location:
+        return location
+    return Path(location).expanduser().resolve().as_uri()
+
+
+def ensure_experiment(tracking_uri: str, experiment: str, artifact_location: str) -> str:
+    """Point MLflow at the store and create the experiment once per process.
+
+    Creating a fresh SQLite store runs its migrations; two processes or threads doing that at once crash, so
+    this runs before any parallel work, under a lock.
+    """
+    import mlflow
+
+    with _INIT_LOCK:
+        mlflow.set_tracking_uri(tracking_uri)
+        key = (tracking_uri, experiment)
+        client = mlflow.MlflowClient(tracking_uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            experiment_id = client.create_experiment(experiment, artifact_location=_artifact_uri(artifact_location))
+        else:
+            experiment_id = found.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+        _READY.add(key)
+        return experiment_id
+
+
+def version_by_alias(tracking_uri: str, model_name: str, alias: str):
+    """The registered version behind an alias, or None (no model or no alias yet)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def load_version(tracking_uri: str, model_name: str, version: str | int):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+
+
+def set_alias(tracking_uri: str, model_name: str, alias: str, version: str | int) -> None:
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri).set_registered_model_alias(model_name, alias, str(version))
+
+
+def tag_version(tracking_uri: str, model_name: str, version: str | int, tags: dict[str, Any]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, str(value))

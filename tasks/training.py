@@ -1,0 +1,306 @@
+"""Nightly-retrain tasks: read labelled tickets, check them, train, evaluate against the champion, log to
+MLflow, register, decide promotion. The maths is in ``models/``; these wrappers do the I/O.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from models.classifier import INPUT_EXAMPLE, ClassifierConfig, build_pipeline
+from models.evaluation import PromotionDecision, classification_metrics, decide_promotion
+from models.sentiment import SentimentComparison, compare_sentiment
+from models.taxonomy import load_taxonomy
+from models.training_data import Split, TrainingSet, holdout_split, prepare_training_set
+from tasks.settings import Settings
+from tasks.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    ensure_experiment,
+    load_version,
+    pip_requirements,
+    set_alias,
+    tag_version,
+    version_by_alias,
+)
+from tasks.warehouse.engine import get_engine
+from tasks.warehouse.schema import csat_ratings, tickets
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+class NoTrainingDataError(RuntimeError):
+    """Nothing to train on: no agent-confirmed categories in the warehouse yet."""
+
+
+@dataclass
+class TrainedModel:
+    """A fitted challenger with everything needed to log and judge it."""
+
+    pipeline: Any
+    config: ClassifierConfig
+    split: Split
+    training: TrainingSet
+    metrics: dict[str, float]
+    holdout_proba: np.ndarray = field(repr=False)
+    fit_seconds: float = 0.0
+
+
+@task(name="load-labelled-tickets", cache_policy=NO_CACHE)
+def load_labelled_tickets(warehouse_url: str, max_rows: int) -> pd.DataFrame:
+    """Most recent ``max_rows`` non-deleted tickets with an agent-confirmed category."""
+    query = (
+        sa.select(tickets.c.id, tickets.c.created_at, tickets.c.subject, tickets.c.description,
+                  tickets.c.confirmed_category)
+        .where(tickets.c.confirmed_category.is_not(None), tickets.c.is_deleted.is_(False))
+        .order_by(tickets.c.created_at.desc()).limit(max_rows)
+    )
+    with get_engine(warehouse_url).connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all(),
+                             columns=["id", "created_at", "subject", "description", "confirmed_category"])
+    if frame.empty:
+        raise NoTrainingDataError(
+            "No tickets with an agent-confirmed category in the warehouse: run the ingest flow first, and check "
+            "that TICKETLENS_CONFIRMED_CATEGORY_FIELD_TITLE names the helpdesk field agents fill in."
+        )
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame.sort_values("created_at").reset_index(drop=True)
+
+
+@task(name="check-training-set", cache_policy=NO_CACHE)
+def check_training_set(frame: pd.DataFrame, min_examples_per_class: int) -> TrainingSet:
+    """Reject labels outside the taxonomy, exclude (and report) classes below the minimum, run GX checks."""
+    from tasks.validation import validate_training_frame
+
+    taxonomy = load_taxonomy()
+    training = prepare_training_set(frame, taxonomy.leaves, min_examples_per_class=min_examples_per_class)
+    logger = get_run_logger()
+    if training.rejected_labels:
+        logger.warning("Rejected %d labelled tickets whose category is not in the taxonomy: %s",
+                       sum(training.rejected_labels.values()), training.rejected_labels)
+    if training.excluded_classes:
+        logger.warning("Excluded classes with fewer than %d examples (not trained, not predicted): %s",
+                       min_examples_per_class, training.excluded_classes)
+    validate_training_frame(training.frame, taxonomy.leaves)
+    if training.frame["label"].nunique() < 2:
+        raise NoTrainingDataError(
+            f"Only {training.frame['label'].nunique()} class has at least {min_examples_per_class} examples; "
+            "lower TICKETLENS_TRAINING_MIN_EXAMPLES_PER_CLASS or wait for more labelled tickets."
+        )
+    return training
+
+
+@task(name="train-challenger", cache_policy=NO_CACHE)
+def train_challenger(training: TrainingSet, settings: Settings, config: ClassifierConfig | None = None) -> TrainedModel:
+    import time
+
+    split = holdout_split(training.frame, holdout_days=settings.training_holdout_days,
+                          min_holdout_rows=settings.training_min_holdout_rows)
+    config = config or ClassifierConfig()
+    pipeline = build_pipeline(config)
+    started = time.perf_counter()
+    pipeline.fit(split.train[["subject", "description"]], split.train["label"])
+    fit_seconds = time.perf_counter() - started
+    proba = pipeline.predict_proba(split.holdout[["subject", "description"]])
+    metrics = classification_metrics(split.holdout["label"], proba, pipeline.classes_,
+                                     threshold=settings.auto_route_threshold)
+    get_run_logger().info("Challenger: macro-F1 %.4f, accuracy %.4f on %d holdout tickets (%s holdout)",
+                          metrics["macro_f1"], metrics["accuracy"], len(split.holdout), split.strategy)
+    return TrainedModel(pipeline, config, split, training, metrics, proba, fit_seconds)
+
+
+@task(name="score-champion-on-holdout", cache_policy=NO_CACHE)
+def score_champion(settings: Settings, holdout: pd.DataFrame) -> tuple[str | None, dict[str, float] | None]:
+    """The current champion's metrics on the challenger's holdout (None when there is no champion)."""
+    version = version_by_alias(settings.mlflow_tracking_uri, settings.model_name, CHAMPION)
+    if version is None:
+        return None, None
+    model = load_version(settings.mlflow_tracking_uri, settings.model_name, version.version)
+    proba = model.predict_proba(holdout[["subject", "description"]])
+    return str(version.version), classification_metrics(holdout["label"], proba, model.classes_,
+                                                         threshold=settings.auto_route_threshold)
+
+
+@task(name="compare-sentiment-models", cache_policy=NO_CACHE)
+def compare_sentiment_models(warehouse_url: str, holdout_share: float = 0.3):
+    """VADER vs a CSAT-comment model on held-out rated tickets (the most recent ``holdout_share``).
+
+    Returns (comparison, the fitted CSAT model or None); (None, None) when there are too few rated comments.
+    """
+    query = sa.select(csat_ratings.c.comment, csat_ratings.c.score, csat_ratings.c.created_at).where(
+        csat_ratings.c.comment.is_not(None), csat_ratings.c.score.in_(["good", "bad"])
+    ).order_by(csat_ratings.c.created_at)
+    with get_engine(warehouse_url).connect() as conn:
+        rows = conn.execute(query).all()
+    if len(rows) < 50:
+        get_run_logger().warning("Only %d rated comments: sentiment comparison skipped, VADER is used.", len(rows))
+        return None, None
+    cut = int(len(rows) * (1 - holdout_share))
+    texts = [r.comment for r in rows]
+    bad = [r.score == "bad" for r in rows]
+    comparison, models = compare_sentiment(texts[:cut], bad[:cut], texts[cut:], bad[cut:])
+    get_run_logger().info("Sentiment on %d held-out rated comments: %s → %s", len(rows) - cut,
+                          {n: round(v["roc_auc"], 3) for n, v in comparison.metrics.items()}, comparison.winner)
+    return comparison, models.get("csat_model")
+
+
+def _figures(model: TrainedModel):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    labels = list(model.pipeline.classes_)
+    pred = np.asarray(labels, dtype=object)[model.holdout_proba.argmax(axis=1)]
+    size = max(8, len(labels) * 0.35)
+    cm_fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(model.split.holdout["label"], pred, labels=labels, ax=ax,
+                                            xticks_rotation="vertical", colorbar=False, include_values=False,
+                                            normalize="true")
+    ax.set_title("Holdout confusion matrix (row-normalised)")
+    cm_fig.tight_layout()
+    f1 = sorted(((k[3:], v) for k, v in model.metrics.items() if k.startswith("f1.")), key=lambda kv: kv[1])
+    f1_fig, ax = plt.subplots(figsize=(8, max(4, len(f1) * 0.25)))
+    ax.barh([k for k, _ in f1], [v for _, v in f1])
+    ax.set_xlabel("F1 on holdout")
+    ax.set_xlim(0, 1)
+    f1_fig.tight_layout()
+    return {"confusion_matrix.png": cm_fig, "per_class_f1.png": f1_fig}
+
+
+@task(name="log-and-register", cache_policy=NO_CACHE)
+def log_and_register(settings: Settings, model: TrainedModel, champion_version: str | None,
+                     champion_metrics: dict[str, float] | None,
+                     sentiment: SentimentComparison | None, sentiment_model=None) -> tuple[str, str]:
+    """One MLflow run: params, metrics, figures, dataset inputs, the model; registers a new version.
+
+    When the CSAT-trained sentiment model beats VADER it is registered too (``TICKETLENS_SENTIMENT_MODEL_NAME``,
+    alias ``champion``); otherwise scoring uses VADER.
+    """
+    sentiment_version = None
+    import matplotlib.pyplot as plt
+    import mlflow
+    from mlflow.models import infer_signature
+
+    ensure_experiment(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
+    taxonomy = load_taxonomy()
+    split, training = model.split, model.training
+    params = {
+        **model.config.as_params(),
+        "data.train_rows": len(split.train), "data.holdout_rows": len(split.holdout),
+        "data.train_start": str(split.train["created_at"].min()), "data.train_end": str(split.train["created_at"].max()),
+        "data.holdout_start": str(split.holdout["created_at"].min()),
+        "data.holdout_end": str(split.holdout["created_at"].max()),
+        "data.holdout_strategy": split.strategy, "data.holdout_days": settings.training_holdout_days,
+        "data.rejected_label_rows": sum(training.rejected_labels.values()),
+        "data.excluded_class_rows": sum(training.excluded_classes.values()),
+        "data.excluded_classes": ",".join(sorted(training.excluded_classes)) or "-",
+        "data.empty_text_rows": training.empty_text_rows,
+        "data.classes": int(training.frame["label"].nunique()),
+        "data.min_examples_per_class": settings.training_min_examples_per_class,
+        "taxonomy.digest": taxonomy.digest, "auto_route_threshold": settings.auto_route_threshold,
+        "promotion.metric": settings.promotion_metric, "promotion.margin": settings.promotion_margin,
+    }
+    with mlflow.start_run(run_name="nightly-retrain") as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics({k: v for k, v in model.metrics.items() if np.isfinite(v)})
+        mlflow.log_metric("fit_seconds", model.fit_seconds)
+        if champion_metrics is not None:
+            mlflow.log_metrics({f"champion.{k}": v for k, v in champion_metrics.items()
+                                if not k.startswith("f1.") and np.isfinite(v)})
+            mlflow.set_tag("champion_version_compared", champion_version)
+        if sentiment is not None:
+            for name, values in sentiment.metrics.items():
+                mlflow.log_metrics({f"sentiment.{name}.{k}": v for k, v in values.items() if np.isfinite(v)})
+            mlflow.set_tag("sentiment.winner", sentiment.winner)
+            if sentiment.winner == "csat_model" and sentiment_model is not None:
+                # The shipped sentiment model: its pipeline expects PII-masked text (models.sentiment).
+                shipped = mlflow.sklearn.log_model(
+                    sentiment_model.pipeline, name="sentiment_model", pip_requirements=pip_requirements(),
+                    input_example=["Thanks, the agent fixed it quickly."],
+                    registered_model_name=settings.sentiment_model_name,
+                )
+                sentiment_version = str(shipped.registered_model_version)
+        # Dataset inputs carry ids, dates and labels only — never ticket text.
+        for frame, context in ((split.train, "training"), (split.holdout, "evaluation")):
+            meta = frame[["id", "created_at", "label"]].assign(created_at=lambda f: f["created_at"].astype(str))
+            mlflow.log_input(mlflow.data.from_pandas(meta, name=f"labelled-tickets-{context}", targets="label"),
+                             context=context)
+        for name, fig in _figures(model).items():
+            mlflow.log_figure(fig, name)
+            plt.close(fig)
+        excluded = io.StringIO()
+        pd.Series(training.excluded_classes, dtype="int64").to_csv(excluded, header=["rows"])
+        mlflow.log_text(excluded.getvalue(), "excluded_classes.csv")
+        signature = infer_signature(INPUT_EXAMPLE, model.pipeline.predict(INPUT_EXAMPLE))
+        info = mlflow.sklearn.log_model(
+            model.pipeline, name="model", signature=signature, input_example=INPUT_EXAMPLE,
+            pip_requirements=pip_requirements(), code_paths=[str(MODELS_DIR)],
+            registered_model_name=settings.model_name,
+            # MLflow 3 stores sklearn models with skops (no arbitrary pickle); our one custom step is trusted.
+            skops_trusted_types=["models.classifier.TicketTextPreparer"],
+        )
+        version = str(info.registered_model_version)
+    set_alias(settings.mlflow_tracking_uri, settings.model_name, CHALLENGER, version)
+    if sentiment_version is not None:
+        set_alias(settings.mlflow_tracking_uri, settings.sentiment_model_name, CHAMPION, sentiment_version)
+    return run.info.run_id, version
+
+
+@task(name="decide-promotion", cache_policy=NO_CACHE)
+def promote_if_better(settings: Settings, version: str, challenger: dict[str, float],
+                      champion_version: str | None, champion: dict[str, float] | None) -> PromotionDecision:
+    """Pure rule (``models.evaluation.decide_promotion``) + alias move + version tags."""
+    decision = decide_promotion(challenger, champion, metric=settings.promotion_metric,
+                                margin=settings.promotion_margin)
+    tags = {
+        "promotion.decision": "promoted" if decision.promote else "rejected",
+        "promotion.reason": decision.reason,
+        "promotion.metric": decision.metric,
+        "promotion.challenger_score": f"{decision.challenger_score:.6f}",
+        "promotion.champion_score": "-" if decision.champion_score is None else f"{decision.champion_score:.6f}",
+        "promotion.champion_version": champion_version or "-",
+    }
+    tag_version(settings.mlflow_tracking_uri, settings.model_name, version, tags)
+    if decision.promote:
+        set_alias(settings.mlflow_tracking_uri, settings.model_name, CHAMPION, version)
+    get_run_logger().info("Version %s %s: %s", version, tags["promotion.decision"], decision.reason)
+    return decision
+
+
+def decision_markdown(settings: Settings, version: str, run_id: str, model: TrainedModel,
+                      decision: PromotionDecision, champion_version: str | None,
+                      champion_metrics: dict[str, float] | None, sentiment: SentimentComparison | None) -> str:
+    m = model.metrics
+    lines = [
+        f"# Nightly retrain: `{settings.model_name}` version {version}",
+        "",
+        f"**Decision: {'PROMOTED to champion' if decision.promote else 'not promoted'}** — {decision.reason}.",
+        "",
+        f"| metric (same holdout) | challenger v{version} | champion "
+        f"{'v' + champion_version if champion_version else '(none)'} |",
+        "|---|---:|---:|",
+    ]
+    for key in ("macro_f1", "accuracy", "weighted_f1", "top2_accuracy", "log_loss", "ece",
+                "coverage_at_threshold", "accuracy_at_threshold"):
+        champ = f"{champion_metrics[key]:.4f}" if champion_metrics else "-"
+        lines.append(f"| {key} | {m[key]:.4f} | {champ} |")
+    lines += ["", f"Holdout: {len(model.split.holdout)} tickets ({model.split.strategy}); "
+              f"trained on {len(model.split.train)}. MLflow run `{run_id}`."]
+    if model.training.excluded_classes:
+        lines.append(f"Excluded (too few examples): {model.training.excluded_classes}")
+    if model.training.rejected_labels:
+        lines.append(f"Rejected labels (not in taxonomy): {model.training.rejected_labels}")
+    if sentiment is not None:
+        lines += ["", "Sentiment on held-out rated comments (ROC AUC bad vs good): " + ", ".join(
+            f"{n} {v['roc_auc']:.3f}" for n, v in sentiment.metrics.items()) + f" → ships **{sentiment.winner}**"]
+    return "\n".join(lines)
