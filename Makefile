@@ -5,7 +5,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export GX_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: install demo test lint unit bench sim clean
+.PHONY: install demo test lint unit bench bench-accuracy sim clean
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
@@ -25,6 +25,10 @@ lint: install
 ## Benchmarks (print results tables).
 bench: install
 	$(UV) run python -m bench.ingest_bench
+
+## Classifier accuracy on the real BANKING77 dataset (../shared/data/banking77).
+bench-accuracy: install
+	$(UV) run python -m bench.accuracy_bench
 
 ## Start the Zendesk-compatible simulator in the foreground on 127.0.0.1:8765.
 sim: install

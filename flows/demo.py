@@ -64,6 +64,19 @@ def main() -> int:
     with SimulatorProcess(DEMO_SIM_ARGS, host=parsed.hostname or "127.0.0.1", port=port):
         ingest()
     print_warehouse(settings.warehouse_url)
+
+    from flows.nightly_retrain import nightly_retrain
+
+    print("\n=== Training the ticket-category classifier (nightly-retrain) ...")
+    result = nightly_retrain()
+    m = result["metrics"]
+    print(f"  registered {settings.model_name} version {result['version']} "
+          f"({'promoted to champion' if result['promoted'] else 'kept as challenger'}: {result['reason']})")
+    print(f"  holdout: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, top-2 {m['top2_accuracy']:.3f}, "
+          f"ECE {m['ece']:.3f}, auto-route coverage {m['coverage_at_threshold']:.2f} at accuracy "
+          f"{m['accuracy_at_threshold']:.3f}")
+    print(f"  sentiment model shipped: {result['sentiment_winner']}")
+    print(f"  compare runs: uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}  (http://127.0.0.1:5000)")
     return 0
 
 

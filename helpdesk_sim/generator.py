@@ -133,18 +133,22 @@ class _Text:
             if r.random() < 0.3:
                 body += "\n" + r.choice(("Gracias", "Merci", "Danke", "Obrigado", "よろしくお願いします"))
             return subject, body
-        subject = self.fill(r.choice(P.SUBJECTS[category]))
+        subject = self.fill(r.choice(P.SUBJECTS[category])) if r.random() > 0.25 else r.choice(P.GENERIC_SUBJECTS)
         if r.random() < 0.1:
             subject = subject.lower()
         elif r.random() < 0.05:
             subject = "URGENT: " + subject
-        short = r.random() < 0.02 and not category.startswith("spam")
+        short = r.random() < 0.04 and not category.startswith("spam")
         if short:
             return subject, r.choice(("help", "???", "it doesnt work", "see subject", "pls fix"))
         details = P.DETAILS[category]
         parts = [self.fill(r.choice(P.OPENERS))]
-        chosen = r.sample(details, k=min(len(details), r.choice((1, 1, 2, 2, 3))))
+        chosen = r.sample(details, k=min(len(details), r.choice((1, 1, 1, 2, 2, 3))))
         parts.extend(self.fill(d) for d in chosen)
+        siblings = self.taxonomy.siblings(category)
+        if siblings and r.random() < 0.3:  # customers mention a related problem too ("I also tried ...")
+            related = self.fill(r.choice(P.DETAILS[r.choice(siblings)]))
+            parts.insert(r.randrange(1, len(parts) + 1), r.choice(("Also, ", "Before that ", "")) + related)
         if r.random() < 0.5 and not category.startswith("spam"):
             parts.append(self.fill(r.choice(P.CONTEXT)))
         if r.random() < 0.15:

@@ -421,6 +421,9 @@ FOREIGN: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
+# What many real tickets are titled: nothing about the problem (so the body has to carry the signal).
+GENERIC_SUBJECTS = ["Help", "Problem with my account", "Question", "Issue", "Please help", "Support request",
+                    "Not working", "Urgent", "Re: your request", "Complaint", "Pinterest", "hi"]
 OPENERS = ["Hi,", "Hello,", "Hi team,", "Hello Pinterest support,", "Hey", "Dear support team,", "", "", "",
            "Good morning,", "Please help!", "Hi there,"]
 CONTEXT = [
@@ -465,7 +468,10 @@ CSAT_COMMENTS: dict[str, list[str]] = {
                        "Condescending tone from support."],
     "product_bug": ["The bug is still there after the update.", "Your app is broken and support can't fix it.",
                     "This is a product problem, not my fault.", "The feature still crashes."],
-    "other": ["Not happy.", "Bad experience.", "Meh.", "Could be better."],
+    "other": ["Not happy.", "Bad experience.", "Meh.", "Could be better.",
+              # polite wording, bad verdict
+              "Thanks for trying, but I still can't use it.", "The agent was nice, the problem remains.",
+              "Appreciate the quick reply, unfortunately it didn't help."],
 }
 CSAT_REASON_LABELS = {
     "slow_response": "Issue took too long to resolve", "not_resolved": "Issue was not resolved",
@@ -474,4 +480,8 @@ CSAT_REASON_LABELS = {
     "other": "Some other reason",
 }
 GOOD_COMMENTS = ["Thanks!", "Great help, thank you.", "Quick and friendly.", "Solved, thanks a lot.",
-                 "Very helpful agent.", "Perfect, everything works now."]
+                 "Very helpful agent.", "Perfect, everything works now.",
+                 # mixed-tone good ratings: the words sound negative, the verdict is not
+                 "Took a while but it's fixed now.", "Annoying problem, but the agent sorted it out.",
+                 "I was frustrated at first, in the end it worked.", "Not the answer I hoped for but fair.",
+                 "ok", "Slow start but resolved."]
