@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import random
+import re
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -15,9 +18,11 @@ from tasks.helpdesk import (
     CursorRejectedError,
     HelpdeskAuthError,
     HelpdeskClient,
+    HelpdeskError,
     HelpdeskNotFoundError,
     HelpdeskUnavailableError,
     MalformedPageError,
+    TokenBucket,
     parse_retry_after,
 )
 from tasks.settings import load_settings
@@ -205,7 +210,8 @@ def test_basic_and_bearer_auth_headers():
     assert seen[0].headers["Authorization"] == "Basic " + base64.b64encode(f"ops@acme.test/token:{TOKEN}".encode()).decode()
     bearer = HelpdeskClient("https://x.test", oauth_token="oauth-abc",
                             transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"groups": []})))
-    assert bearer._auth_header == "Bearer oauth-abc"
+    assert bearer._auth_header.get_secret_value() == "Bearer oauth-abc"
+    assert "oauth-abc" not in repr(vars(bearer))
     with pytest.raises(HelpdeskAuthError, match="TICKETLENS_HELPDESK_EMAIL"):
         HelpdeskClient("https://x.test")
 
@@ -253,3 +259,262 @@ def test_from_settings():
     settings = load_settings(helpdesk_base_url="https://acme.zendesk.test", helpdesk_api_token=TOKEN)
     client = HelpdeskClient.from_settings(settings)
     assert client.base_url == "https://acme.zendesk.test" and TOKEN not in repr(client)
+
+
+# ------------------------------------------------------------------------------------- further edges
+
+
+def test_export_is_lazy_and_needs_exactly_one_start():
+    client, _, seen = make_client(lambda r: httpx.Response(200, json=export_body([1], "next", False)))
+    pages = client.export_tickets(start_time=0)
+    assert seen == []  # nothing fetched until the caller asks
+    assert next(pages).after_cursor == "next" and len(seen) == 1
+    with pytest.raises(ValueError, match="exactly one"):
+        next(client.export_tickets())
+    with pytest.raises(ValueError, match="exactly one"):
+        next(client.export_tickets(start_time=0, cursor="c"))
+
+
+def test_export_without_metric_sets_and_per_page():
+    client, _, seen = make_client(sequence(OK))
+    next(client.export_tickets(cursor="c", include_metric_sets=False, per_page=50))
+    params = seen[0].url.params
+    assert "include" not in params and params["per_page"] == "50" and params["cursor"] == "c"
+    assert seen[0].headers["User-Agent"] == "ticketlens/0.1"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("true", True), (0, False), (1, True)])
+def test_end_of_stream_booleanish(value, expected):
+    body = {**export_body([1], "c2", value), "end_of_stream": value}
+    client, _, _ = make_client(sequence(httpx.Response(200, json=body)))
+    assert next(client.export_tickets(start_time=0)).end_of_stream is expected
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ({"tickets": []}, "end_of_stream"),
+        ({"tickets": [], "end_of_stream": "maybe"}, "end_of_stream"),
+        ({"tickets": {"id": 1}, "end_of_stream": True}, "tickets"),
+        ({"tickets": [], "end_of_stream": False}, "after_cursor"),
+        ([1, 2], "JSON"),
+    ],
+)
+def test_export_shape_drift_is_malformed(body, key):
+    client, _, seen = make_client(sequence(httpx.Response(200, json=body)), max_retries=1)
+    with pytest.raises(MalformedPageError, match=key) as info:
+        next(client.export_tickets(start_time=0))
+    assert len(seen) == 2 and "after 2 attempts" in str(info.value)
+
+
+def test_export_cursor_that_does_not_advance_stops():
+    client, _, _ = make_client(lambda r: httpx.Response(200, json=export_body([1], "same", False)))
+    pages = client.export_tickets(cursor="same")
+    next(pages)
+    with pytest.raises(MalformedPageError, match="did not advance"):
+        next(pages)
+
+
+def test_malformed_json_message_names_attempts_status_and_path_without_query():
+    broken = httpx.Response(200, content=b"<html>maintenance</html>", headers={"Content-Type": "text/html"})
+    client, _, _ = make_client(sequence(broken), max_retries=1)
+    with pytest.raises(MalformedPageError) as info:
+        next(client.export_tickets(cursor="secret-ish-cursor"))
+    message = str(info.value)
+    assert "JSON" in message and "2 attempts" in message and "status 200" in message
+    assert "/api/v2/incremental/tickets/cursor.json" in message and "secret-ish-cursor" not in message
+
+
+def test_5xx_forever_message_and_logged_retries(caplog):
+    client, fake, _ = make_client(sequence(httpx.Response(502)), max_retries=2, backoff_base=2, backoff_max=3)
+    with caplog.at_level(logging.WARNING, logger="ticketlens.helpdesk"):
+        with pytest.raises(HelpdeskUnavailableError) as info:
+            client.list_groups()
+    assert "last status 502" in str(info.value) and "/api/v2/groups.json" in str(info.value)
+    assert "TICKETLENS_HELPDESK_BASE_URL" in str(info.value)
+    assert all(0.2 <= w <= 3 for w in fake.waits) and len(fake.waits) == 2  # capped by backoff_max
+    retries = [r for r in caplog.records if r.name == "ticketlens.helpdesk" and r.levelno == logging.WARNING]
+    assert len(retries) == 2
+    text = " ".join(r.getMessage() for r in retries)
+    assert "GET /api/v2/groups.json" in text and "502" in text and TOKEN not in text
+    assert base64.b64encode(f"ops@acme.test/token:{TOKEN}".encode()).decode() not in text
+
+
+def test_timeouts_forever_become_unavailable():
+    client, _, seen = make_client(sequence(httpx.ConnectTimeout("no route")), max_retries=1)
+    with pytest.raises(HelpdeskUnavailableError, match="timeout"):
+        next(client.export_tickets(start_time=0))
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "-5"])
+def test_odd_numeric_retry_after(header):
+    client, fake, _ = make_client(sequence(httpx.Response(429, headers={"Retry-After": header}), OK))
+    next(client.export_tickets(start_time=0))
+    assert len(fake.waits) == 1
+    assert fake.waits[0] == 0.0 if header == "-5" else 0.1 <= fake.waits[0] <= 1.0
+
+
+def test_429_with_http_date_waits_until_then():
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    client, fake, _ = make_client(sequence(httpx.Response(429, headers={"Retry-After": when}), OK))
+    next(client.export_tickets(start_time=0))
+    assert 25 <= fake.waits[0] <= 31
+    assert parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT") == 0.0  # in the past → no wait
+    assert parse_retry_after("not a date") is None and parse_retry_after("  ") is None
+
+
+def test_503_retry_after_is_honoured():
+    client, fake, _ = make_client(sequence(httpx.Response(503, headers={"Retry-After": "7"}), OK))
+    next(client.export_tickets(start_time=0))
+    assert fake.waits == [7.0]
+    client, fake, _ = make_client(sequence(httpx.Response(500, headers={"Retry-After": "9999"}), OK))
+    next(client.export_tickets(start_time=0))  # a 500's Retry-After is not a promise: plain backoff
+    assert len(fake.waits) == 1 and fake.waits[0] <= 1.0
+
+
+def test_403_is_an_auth_error_and_400_without_cursor_is_not_a_cursor_error():
+    client, _, seen = make_client(sequence(httpx.Response(403, json={"error": "Forbidden"})))
+    with pytest.raises(HelpdeskAuthError, match=re.escape("https://acme.zendesk.test")) as info:
+        client.list_ticket_fields()
+    assert "TICKETLENS_HELPDESK_OAUTH_TOKEN" in str(info.value) and TOKEN not in str(info.value)
+    client, _, seen = make_client(sequence(httpx.Response(400, json={"error": "bad start_time"})))
+    with pytest.raises(HelpdeskError, match="bad start_time") as info:
+        next(client.export_tickets(start_time=0))
+    assert not isinstance(info.value, CursorRejectedError) and len(seen) == 1
+
+
+def test_404_message_names_the_path():
+    client, _, _ = make_client(sequence(httpx.Response(404)))
+    with pytest.raises(HelpdeskNotFoundError, match=re.escape("/api/v2/incremental/tickets/cursor.json")):
+        next(client.export_tickets(start_time=0))
+
+
+def test_rejected_ratings_cursor_raises_cursor_rejected():
+    client, _, seen = make_client(sequence(httpx.Response(400, json={"error": "InvalidPaginationParameter"})))
+    with pytest.raises(CursorRejectedError):
+        next(client.export_satisfaction_ratings(
+            next_url="https://acme.zendesk.test/api/v2/satisfaction_ratings?page[after]=old"))
+    assert seen[0].url.params["page[after]"] == "old"
+
+
+def test_redirects_are_not_followed():
+    client, _, seen = make_client(sequence(httpx.Response(
+        301, headers={"Location": "https://login.example.test/sso?token=abc"})))
+    with pytest.raises(HelpdeskError, match="TICKETLENS_HELPDESK_BASE_URL") as info:
+        client.list_groups()
+    assert len(seen) == 1 and "token=abc" not in str(info.value)
+
+
+@pytest.mark.parametrize("link", ["http://acme.zendesk.test/api/v2/satisfaction_ratings?page[after]=x",
+                                  "//evil.test/api/v2/satisfaction_ratings", "javascript:alert(1)"])
+def test_pagination_links_must_stay_on_the_configured_origin(link):
+    client, _, seen = make_client(lambda r: httpx.Response(200, json={}))
+    with pytest.raises(HelpdeskError, match="Refusing"):
+        next(client.export_satisfaction_ratings(next_url=link))
+    assert seen == []
+
+
+def test_has_more_without_next_link_is_malformed():
+    body = {"satisfaction_ratings": [], "meta": {"has_more": True}, "links": {"next": None}}
+    client, _, _ = make_client(sequence(httpx.Response(200, json=body)), max_retries=0)
+    with pytest.raises(MalformedPageError, match=r"links\.next"):
+        next(client.export_satisfaction_ratings(start_time=0))
+
+
+def test_lists_tolerate_offset_next_page_and_stop_on_loops():
+    def handler(request):
+        if request.url.params.get("page") == "2":
+            return httpx.Response(200, json={"ticket_fields": [{"id": 2}], "next_page": None})
+        return httpx.Response(200, json={"ticket_fields": [{"id": 1}],
+                                         "next_page": "https://acme.zendesk.test/api/v2/ticket_fields.json?page=2"})
+
+    client, _, seen = make_client(handler)
+    assert [f["id"] for f in client.list_ticket_fields()] == [1, 2]
+    assert seen[0].url.params["page[size]"] == "100"
+
+    loop = "https://acme.zendesk.test/api/v2/groups.json?page[after]=x"
+    client, _, _ = make_client(lambda r: httpx.Response(200, json={
+        "groups": [], "meta": {"has_more": True}, "links": {"next": loop}}))
+    with pytest.raises(MalformedPageError, match="already read"):
+        client.list_groups()
+
+
+def test_update_many_body_shape_and_validation():
+    bodies = []
+
+    def handler(request):
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"job_status": {"id": "j9", "status": "queued", "url": "u"}})
+
+    client, _, seen = make_client(handler)
+    update = {"id": 7, "additional_tags": ["tl_billing"], "remove_tags": ["tl_other"],
+              "custom_fields": [{"id": 42, "value": "billing"}]}
+    job = client.update_many([update])
+    assert seen[0].method == "PUT" and seen[0].url.path == "/api/v2/tickets/update_many.json"
+    assert bodies == [{"tickets": [update]}]
+    assert job.id == "j9" and job.total is None and job.results == [] and job.raw["url"] == "u"
+    assert not job.finished
+    for bad in ([], [{"id": i} for i in range(101)], [{"tags": ["x"]}]):
+        with pytest.raises(ValueError):
+            client.update_many(bad)
+    assert len(seen) == 1  # no request for invalid batches
+
+
+def test_job_status_without_job_is_malformed():
+    client, _, _ = make_client(sequence(httpx.Response(200, json={"oops": 1})), max_retries=0)
+    with pytest.raises(MalformedPageError, match="job_status"):
+        client.get_job_status("j1")
+
+
+def test_general_limiter_paces_every_request_and_zero_disables():
+    client, fake, _ = make_client(lambda r: httpx.Response(200, json={"groups": []}), requests_per_minute=60)
+    for _ in range(3):
+        client.list_groups()
+    assert fake.waits == pytest.approx([1.0, 1.0])
+    client, fake, _ = make_client(lambda r: httpx.Response(200, json={"groups": []}), requests_per_minute=0)
+    for _ in range(3):
+        client.list_groups()
+    assert fake.waits == []
+
+
+def test_token_bucket_is_thread_safe():
+    """Concurrent callers each reserve a distinct slot: with a frozen clock the waits are 0, 1, 2, ... s."""
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def sleep(seconds):
+        with lock:
+            waits.append(seconds)
+
+    bucket = TokenBucket(60, clock=lambda: 0.0, sleep=sleep)
+    threads = [threading.Thread(target=bucket.acquire) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(waits) == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+
+
+def test_no_credentials_and_bad_base_url():
+    with pytest.raises(HelpdeskAuthError, match="TICKETLENS_HELPDESK_API_TOKEN"):
+        HelpdeskClient("https://x.test", email="a@b.test")
+    with pytest.raises(HelpdeskError, match="TICKETLENS_HELPDESK_BASE_URL"):
+        HelpdeskClient("acme.zendesk.com", oauth_token="t")
+
+
+def test_from_settings_with_secret_oauth_and_overrides():
+    settings = load_settings(helpdesk_base_url="https://acme.zendesk.test", helpdesk_oauth_token="oauth-xyz",
+                             helpdesk_max_retries=0)
+    fake = FakeTime()
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        return httpx.Response(200, json={"groups": [{"id": 1}]})
+
+    with HelpdeskClient.from_settings(settings, transport=httpx.MockTransport(handler), sleep=fake.sleep,
+                                      clock=fake.clock) as client:
+        assert client.list_groups() == [{"id": 1}]
+        assert client.max_retries == 0 and "oauth-xyz" not in repr(client)
+    assert seen[0].headers["Authorization"] == "Bearer oauth-xyz"
