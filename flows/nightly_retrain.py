@@ -49,10 +49,15 @@ def nightly_retrain(classifier_config: dict | None = None) -> dict:
     create_markdown_artifact(key="nightly-retrain-decision", markdown=markdown,
                              description="Challenger vs champion on the same holdout, and the decision.")
     print(markdown)
+    backfilled = None
+    if decision.promote and settings.backfill_after_promotion:
+        from flows.backfill import backfill
+
+        backfilled = backfill(model_version=version)  # re-score history with the new champion
     return {"version": version, "run_id": run_id, "promoted": decision.promote, "reason": decision.reason,
             "metrics": {k: v for k, v in model.metrics.items() if not k.startswith("f1.")},
             "champion_version": champion_version,
-            "sentiment_winner": sentiment.winner if sentiment else "vader"}
+            "sentiment_winner": sentiment.winner if sentiment else "vader", "backfill": backfilled}
 
 
 if __name__ == "__main__":

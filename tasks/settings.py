@@ -105,6 +105,20 @@ class Settings(BaseSettings):
         0.6, ge=0, le=1, description="Confidence at or above which a ticket is routed without triage."
     )
 
+    # --- scoring, routing and write-back ------------------------------------------------------------------
+    triage_threshold: float = Field(
+        0.5, ge=0, le=1, description="Below this confidence a ticket goes to the general triage queue."
+    )
+    auto_reply_threshold: float = Field(0.8, ge=0, le=1, description="Minimum confidence for auto-reply.")
+    language_queues: dict[str, str] = Field(
+        default_factory=dict, description='Language → routing group, e.g. {"ja": "japanese_queue"} (JSON).'
+    )
+    backfill_after_promotion: bool = Field(True, description="nightly-retrain re-scores history after a promotion.")
+    writeback_tag_prefix: str = Field("tl_", description="Prefix of every tag TicketLens adds to tickets.")
+    writeback_dry_run: bool = Field(False, description="Plan write-back and log it, but push nothing.")
+    writeback_job_polls: int = Field(5, ge=0, description="Job-status polls per run before leaving it for later.")
+    writeback_poll_interval_seconds: float = Field(1.0, ge=0)
+
     @field_validator("ingest_initial_start_time")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:

@@ -190,3 +190,73 @@ quarantine = sa.Table(
     sa.Column("times_seen", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint("stream", "payload_sha256"),
 )
+
+# ----------------------------------------------------------------------------------- scoring + write-back
+
+ticket_predictions = sa.Table(
+    "ticket_predictions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", sa.BigInteger, nullable=False),
+    # Which version of the ticket was scored: a re-score of the same version by the same model is a no-op.
+    sa.Column("ticket_updated_at", UTCDateTime, nullable=False),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("category", sa.String(128), nullable=False),
+    sa.Column("parent_category", sa.String(64), nullable=False),
+    sa.Column("feedback_type", sa.String(32), nullable=False),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("top3", JSONType, nullable=False),
+    sa.Column("sentiment", sa.String(16), nullable=False),
+    sa.Column("sentiment_score", sa.Float, nullable=False),
+    sa.Column("language", sa.String(8)),
+    sa.Column("is_spam", sa.Boolean, nullable=False),
+    sa.Column("tier", sa.Integer, nullable=False),
+    sa.Column("routing_group", sa.String(64), nullable=False),
+    sa.Column("auto_reply", sa.Boolean, nullable=False),
+    sa.Column("is_current", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("predicted_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.UniqueConstraint("ticket_id", "model_name", "model_version", "ticket_updated_at"),
+    sa.Index("ix_ticket_predictions_current", "ticket_id", "is_current"),
+)
+
+writeback_state = sa.Table(
+    "writeback_state",
+    metadata,
+    sa.Column("ticket_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    # What the helpdesk should carry (desired) and what it is known to carry (pushed).
+    sa.Column("desired_tags", JSONType, nullable=False),
+    sa.Column("desired_sha256", sa.String(64), nullable=False),
+    sa.Column("pushed_tags", JSONType),
+    sa.Column("pushed_sha256", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | submitted | done | failed
+    sa.Column("job_id", sa.String(64)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+writeback_jobs = sa.Table(
+    "writeback_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("submitted_at", UTCDateTime, nullable=False),
+    sa.Column("ticket_ids", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("results", JSONType),
+    sa.Column("checked_at", UTCDateTime),
+    sa.Column("run_id", sa.String(64)),
+)
+
+backfill_partitions = sa.Table(
+    "backfill_partitions",
+    metadata,
+    sa.Column("model_name", sa.String(128), primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("partition_key", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # done
+    sa.Column("tickets", sa.Integer, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+)

@@ -1,0 +1,93 @@
+"""Turn a batch of warehouse tickets into prediction rows (pure: models are passed in, nothing is loaded here).
+
+One function used by both the hourly scoring and the backfill, so a re-scored history looks exactly like live
+scoring: leaf + parent + feedback type from the taxonomy, confidence and top-3, sentiment, language, spam flag,
+tier, routing group, auto-reply eligibility, and the helpdesk tags that carry them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.routing import RoutingPolicy, auto_reply_eligible, routing_group, tier
+from models.sentiment import label_scores
+from models.taxonomy import Taxonomy
+
+SEGMENT_TAGS = {"business": "business", "vip": "business", "creator": "creator"}
+
+
+def segment_from_tags(tags: Any) -> str:
+    """Customer segment from ticket tags (helpdesks tag business / VIP / creator customers)."""
+    for tag in tags if isinstance(tags, list) else ():
+        if tag in SEGMENT_TAGS:
+            return SEGMENT_TAGS[tag]
+    return "consumer"
+
+
+def score_tickets(
+    frame: pd.DataFrame,
+    classifier,
+    sentiment_model,
+    detect_language,
+    taxonomy: Taxonomy,
+    policy: RoutingPolicy,
+) -> pd.DataFrame:
+    """``frame`` has id, updated_at, subject, description, tags. Returns one prediction row per ticket."""
+    if frame.empty:
+        return pd.DataFrame()
+    inputs = frame[["subject", "description"]]
+    proba = classifier.predict_proba(inputs)
+    classes = np.asarray(classifier.classes_, dtype=object)
+    order = np.argsort(-proba, axis=1)[:, :3]
+    texts = classifier.named_steps["prepare"].transform(inputs) if hasattr(classifier, "named_steps") else \
+        list(frame["subject"].fillna("") + "\n" + frame["description"].fillna(""))
+    sentiment_scores = sentiment_model.score(texts)
+    sentiments = label_scores(sentiment_scores)
+    languages = detect_language(texts)
+    rows = []
+    for i, (ticket_id, updated_at, tags) in enumerate(zip(frame["id"], frame["updated_at"], frame["tags"],
+                                                          strict=True)):
+        leaf = str(classes[order[i, 0]])
+        confidence = float(proba[i, order[i, 0]])
+        cat = taxonomy.categories[leaf]
+        segment = segment_from_tags(tags)
+        rows.append({
+            "ticket_id": int(ticket_id), "ticket_updated_at": updated_at, "category": leaf,
+            "parent_category": cat.parent, "feedback_type": cat.feedback_type, "confidence": confidence,
+            "top3": [{"category": str(classes[j]), "p": round(float(proba[i, j]), 4)} for j in order[i]],
+            "sentiment": sentiments[i], "sentiment_score": float(sentiment_scores[i]), "language": languages[i],
+            "is_spam": cat.feedback_type == "spam",
+            "tier": tier(leaf, sentiments[i], segment, taxonomy),
+            "routing_group": routing_group(leaf, confidence, languages[i], taxonomy, policy),
+            "auto_reply": auto_reply_eligible(leaf, confidence, sentiments[i], taxonomy, policy),
+        })
+    return pd.DataFrame(rows)
+
+
+def helpdesk_tags(prediction: dict[str, Any], prefix: str) -> list[str]:
+    """The tags that carry a prediction into the helpdesk (Zendesk tags: no spaces or dots)."""
+
+    def safe(value: Any) -> str:
+        return str(value).replace(".", "-").replace(" ", "_").lower()
+
+    tags = [
+        f"{prefix}cat_{safe(prediction['category'])}",
+        f"{prefix}parent_{safe(prediction['parent_category'])}",
+        f"{prefix}sentiment_{safe(prediction['sentiment'])}",
+        f"{prefix}tier_{int(prediction['tier'])}",
+        f"{prefix}route_{safe(prediction['routing_group'])}",
+    ]
+    if prediction.get("auto_reply"):
+        tags.append(f"{prefix}autoreply")
+    if prediction.get("is_spam"):
+        tags.append(f"{prefix}spam")
+    return sorted(tags)
+
+
+def removable_tags(previously_pushed: Sequence[str] | None, desired: Sequence[str]) -> list[str]:
+    """Only tags TicketLens itself pushed before and no longer wants; never the ticket's own tags."""
+    return sorted(set(previously_pushed or ()) - set(desired))

@@ -1,0 +1,83 @@
+"""Backfill tasks: re-score history in partitions (calendar months), resumable per model version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.scoring import predict_frame, read_tickets, write_predictions
+from tasks.settings import Settings
+from tasks.warehouse.engine import get_engine
+from tasks.warehouse.schema import backfill_partitions, tickets
+
+
+@dataclass(frozen=True)
+class Partition:
+    key: str  # "2026-08"
+    start: datetime
+    end: datetime
+
+
+def month_partitions(first: datetime, last: datetime) -> list[Partition]:
+    """Calendar months (UTC) covering [first, last]."""
+    out = []
+    y, m = first.year, first.month
+    while (y, m) <= (last.year, last.month):
+        ny, nm = (y + 1, 1) if m == 12 else (y, m + 1)
+        out.append(Partition(f"{y:04d}-{m:02d}", datetime(y, m, 1, tzinfo=UTC), datetime(ny, nm, 1, tzinfo=UTC)))
+        y, m = ny, nm
+    return out
+
+
+@task(name="plan-backfill", cache_policy=NO_CACHE)
+def plan_backfill(settings: Settings, version: str, start: datetime | None, end: datetime | None) -> list[Partition]:
+    """Months holding tickets in the window, minus those already done for this model version."""
+    with get_engine(settings.warehouse_url).connect() as conn:
+        where = tickets.c.is_deleted.is_(False)
+        if start is not None:
+            where = sa.and_(where, tickets.c.created_at >= start)
+        if end is not None:
+            where = sa.and_(where, tickets.c.created_at < end)
+        first, last = conn.execute(sa.select(sa.func.min(tickets.c.created_at), sa.func.max(tickets.c.created_at))
+                                   .where(where)).one()
+        done = set(conn.execute(sa.select(backfill_partitions.c.partition_key).where(
+            backfill_partitions.c.model_name == settings.model_name,
+            backfill_partitions.c.model_version == version)).scalars())
+    if first is None:
+        return []
+    parts = [p for p in month_partitions(_utc(first), _utc(last)) if p.key not in done]
+    get_run_logger().info("Backfill with v%s: %d partitions to do, %d already done", version, len(parts), len(done))
+    return [Partition(p.key, max(p.start, start) if start else p.start, min(p.end, end) if end else p.end)
+            for p in parts]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@task(name="backfill-partition", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+def backfill_partition(settings: Settings, partition: Partition, version: str, run_id: str,
+                       chunk: int = 5000) -> int:
+    """Score one month in chunks of ``chunk`` tickets (memory bounded by the chunk), then mark it done."""
+    engine = get_engine(settings.warehouse_url)
+    last_id = -1
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            where = sa.and_(tickets.c.is_deleted.is_(False), tickets.c.created_at >= partition.start,
+                            tickets.c.created_at < partition.end, tickets.c.id > last_id)
+            frame = read_tickets(conn, where, chunk, order=tickets.c.id)
+            if frame.empty:
+                break
+            total += write_predictions(conn, predict_frame(settings, frame, version), run_id)
+            last_id = int(frame["id"].max())
+    with engine.begin() as conn:
+        conn.execute(sa.insert(backfill_partitions).values(
+            model_name=settings.model_name, model_version=version, partition_key=partition.key, status="done",
+            tickets=total, finished_at=datetime.now(UTC), run_id=run_id))
+    get_run_logger().info("Partition %s: %d tickets scored with v%s", partition.key, total, version)
+    return total

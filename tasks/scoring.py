@@ -1,0 +1,162 @@
+"""Scoring tasks: load the champion, score tickets changed since the last run, store predictions as history.
+
+Models are cached per (tracking URI, name, version) in the process, so an hourly worker loads a version once
+and a promotion is picked up on the next run. No champion → a clear error, never a silent fallback model.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from models.routing import RoutingPolicy
+from models.scoring import score_tickets
+from models.taxonomy import load_taxonomy
+from tasks.settings import Settings
+from tasks.tracking import CHAMPION, load_version, version_by_alias
+from tasks.warehouse.engine import get_engine
+from tasks.warehouse.load import _dialect_insert, get_stream_state, save_stream_state
+from tasks.warehouse.schema import ticket_predictions, tickets
+
+SCORING_STREAM = "scoring"  # its extraction_state watermark: max tickets.extracted_at scored, in µs
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CACHE: dict[tuple[str, str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+class ChampionMissingError(RuntimeError):
+    """No registered version carries the alias the scorer was asked to use."""
+
+
+def resolve_version(settings: Settings, alias: str = CHAMPION, version: str | None = None) -> str:
+    if version is not None:
+        return str(version)
+    found = version_by_alias(settings.mlflow_tracking_uri, settings.model_name, alias)
+    if found is None:
+        raise ChampionMissingError(
+            f"No version of '{settings.model_name}' has the alias '{alias}' in the MLflow registry at "
+            f"TICKETLENS_MLFLOW_TRACKING_URI={settings.mlflow_tracking_uri}. Run the nightly-retrain flow first "
+            f"(it registers and promotes a champion), or check the tracking URI."
+        )
+    return str(found.version)
+
+
+def load_classifier(settings: Settings, version: str):
+    key = (settings.mlflow_tracking_uri, settings.model_name, version)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = load_version(settings.mlflow_tracking_uri, settings.model_name, version)
+        return _CACHE[key]
+
+
+def load_sentiment(settings: Settings):
+    """The registered CSAT sentiment champion when there is one, else VADER (see models.sentiment)."""
+    from models.sentiment import CsatSentiment, VaderSentiment
+
+    found = version_by_alias(settings.mlflow_tracking_uri, settings.sentiment_model_name, CHAMPION)
+    if found is None:
+        key = ("vader", "", "")
+        with _LOCK:
+            if key not in _CACHE:
+                _CACHE[key] = VaderSentiment()
+            return _CACHE[key]
+    key = (settings.mlflow_tracking_uri, settings.sentiment_model_name, str(found.version))
+    with _LOCK:
+        if key not in _CACHE:
+            model = CsatSentiment()
+            model.pipeline = load_version(settings.mlflow_tracking_uri, settings.sentiment_model_name,
+                                          found.version)
+            _CACHE[key] = model
+        return _CACHE[key]
+
+
+def routing_policy(settings: Settings) -> RoutingPolicy:
+    return RoutingPolicy(triage_threshold=settings.triage_threshold, auto_reply_threshold=settings.auto_reply_threshold,
+                         language_queues=dict(settings.language_queues))
+
+
+def predict_frame(settings: Settings, frame: pd.DataFrame, version: str) -> pd.DataFrame:
+    from models.language import detect_languages
+
+    scored = score_tickets(frame, load_classifier(settings, version), load_sentiment(settings), detect_languages,
+                           load_taxonomy(), routing_policy(settings))
+    if not scored.empty:
+        scored["model_name"] = settings.model_name
+        scored["model_version"] = version
+    return scored
+
+
+def write_predictions(conn: sa.Connection, scored: pd.DataFrame, run_id: str) -> int:
+    """Insert predictions as the current ones; older predictions of those tickets stay as history.
+
+    Idempotent: the same ticket version scored again by the same model version updates nothing but the flag.
+    """
+    if scored.empty:
+        return 0
+    now = datetime.now(UTC)
+    ids = [int(i) for i in scored["ticket_id"]]
+    for start in range(0, len(ids), 5000):
+        conn.execute(sa.update(ticket_predictions)
+                     .where(ticket_predictions.c.ticket_id.in_(ids[start:start + 5000]),
+                            ticket_predictions.c.is_current.is_(True))
+                     .values(is_current=False))
+    rows = []
+    for rec in scored.to_dict("records"):
+        ts = rec["ticket_updated_at"]
+        rec["ticket_updated_at"] = ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts
+        rows.append({**rec, "is_current": True, "predicted_at": now, "run_id": run_id})
+    stmt = _dialect_insert(conn, ticket_predictions)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["ticket_id", "model_name", "model_version", "ticket_updated_at"],
+        set_={"is_current": True},
+    )
+    for start in range(0, len(rows), 2000):
+        conn.execute(stmt, rows[start:start + 2000])
+    return len(rows)
+
+
+TICKET_COLUMNS = (tickets.c.id, tickets.c.updated_at, tickets.c.subject, tickets.c.description, tickets.c.tags,
+                  tickets.c.extracted_at)
+
+
+def read_tickets(conn: sa.Connection, where, limit: int, order=tickets.c.extracted_at) -> pd.DataFrame:
+    rows = conn.execute(sa.select(*TICKET_COLUMNS).where(where).order_by(order, tickets.c.id).limit(limit)).all()
+    return pd.DataFrame(rows, columns=["id", "updated_at", "subject", "description", "tags", "extracted_at"])
+
+
+@task(name="score-new-tickets", cache_policy=NO_CACHE)
+def score_new_tickets(settings: Settings, run_id: str, chunk: int = 5000) -> dict[str, Any]:
+    """Score tickets loaded since the scoring watermark (``tickets.extracted_at``), chunk by chunk.
+
+    Each chunk's predictions and the watermark that follows it commit together, so a killed run resumes.
+    """
+    logger = get_run_logger()
+    version = resolve_version(settings)
+    engine = get_engine(settings.warehouse_url)
+    scored_total = 0
+    while True:
+        with engine.begin() as conn:
+            state = get_stream_state(conn, SCORING_STREAM)
+            since = EPOCH + timedelta(microseconds=state.watermark) if state and state.watermark else None
+            where = tickets.c.is_deleted.is_(False)
+            if since is not None:
+                where = sa.and_(where, tickets.c.extracted_at > since)
+            frame = read_tickets(conn, where, chunk)
+            if frame.empty:
+                break
+            # Never split a group of tickets sharing one extracted_at across chunks (the watermark is strict).
+            last = frame["extracted_at"].max()
+            if len(frame) == chunk:
+                frame = frame[frame["extracted_at"] < last] if (frame["extracted_at"] < last).any() else frame
+            scored = predict_frame(settings, frame, version)
+            scored_total += write_predictions(conn, scored, run_id)
+            mark = pd.Timestamp(frame["extracted_at"].max())
+            save_stream_state(conn, SCORING_STREAM, cursor=None, watermark=int(mark.value // 1000), run_id=run_id)
+        logger.info("Scored %d tickets with %s v%s", len(frame), settings.model_name, version)
+    return {"model_version": version, "scored": scored_total}

@@ -1,0 +1,165 @@
+"""Write-back: push category, sentiment, tier, routing and auto-reply tags to the helpdesk, idempotently.
+
+State machine per ticket (``writeback_state``): the desired tags come from the current prediction; when they
+differ from what was last pushed the row becomes ``pending``; a push makes it ``submitted`` (with the job id);
+the job result makes it ``done`` (pushed = desired) or ``failed``. Failed and still-pending rows are retried on
+the next run; a failure never fails scoring and nothing is lost. Only ``additional_tags`` / ``remove_tags`` are
+used — the ticket's own tags are never replaced — and only tags TicketLens pushed itself are ever removed.
+Job statuses are stored because Zendesk keeps them only about a day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from models.scoring import helpdesk_tags, removable_tags
+from tasks.helpdesk import HelpdeskError
+from tasks.settings import Settings
+from tasks.warehouse.engine import get_engine
+from tasks.warehouse.load import _dialect_insert
+from tasks.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
+
+BATCH = 100
+
+
+def _sha(tags: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(tags)).encode()).hexdigest()
+
+
+@task(name="plan-writeback", cache_policy=NO_CACHE)
+def plan_writeback(settings: Settings) -> int:
+    """Mark tickets whose current prediction implies tags different from what the helpdesk has."""
+    engine = get_engine(settings.warehouse_url)
+    p, w = ticket_predictions, writeback_state
+    query = (sa.select(p.c.ticket_id, p.c.category, p.c.parent_category, p.c.sentiment, p.c.tier,
+                       p.c.routing_group, p.c.auto_reply, p.c.is_spam, w.c.desired_sha256, w.c.pushed_sha256)
+             .select_from(p.outerjoin(w, w.c.ticket_id == p.c.ticket_id))
+             .where(p.c.is_current.is_(True)))
+    now = datetime.now(UTC)
+    planned = 0
+    with engine.begin() as conn:
+        changes = []
+        for row in conn.execute(query).mappings():
+            tags = helpdesk_tags(dict(row), settings.writeback_tag_prefix)
+            sha = _sha(tags)
+            if sha == row["pushed_sha256"] or sha == row["desired_sha256"]:
+                continue  # already pushed, or already planned and awaiting push
+            changes.append({"ticket_id": row["ticket_id"], "desired_tags": tags, "desired_sha256": sha,
+                            "status": "pending", "updated_at": now, "attempts": 0})
+        if changes:
+            stmt = _dialect_insert(conn, w)
+            stmt = stmt.on_conflict_do_update(index_elements=["ticket_id"], set_={
+                "desired_tags": stmt.excluded.desired_tags, "desired_sha256": stmt.excluded.desired_sha256,
+                "status": "pending", "updated_at": stmt.excluded.updated_at, "attempts": 0, "last_error": None})
+            for start in range(0, len(changes), 2000):
+                conn.execute(stmt, changes[start:start + 2000])
+            planned = len(changes)
+    return planned
+
+
+@task(name="push-writeback", cache_policy=NO_CACHE)
+def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict[str, int]:
+    """Send pending and failed tickets in batches of ≤ 100 via update_many; never raises on helpdesk errors."""
+    from tasks.ingest import helpdesk_client
+
+    logger = get_run_logger()
+    engine = get_engine(settings.warehouse_url)
+    w = writeback_state
+    with engine.connect() as conn:
+        todo = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.pushed_tags)
+                            .where(w.c.status.in_(["pending", "failed"])).order_by(w.c.ticket_id)
+                            .limit(limit)).mappings().all()
+    if settings.writeback_dry_run:
+        for row in todo[:20]:
+            logger.info("[dry run] ticket %s: +%s -%s", row["ticket_id"], row["desired_tags"],
+                        removable_tags(row["pushed_tags"], row["desired_tags"]))
+        logger.info("[dry run] %d tickets would be updated; nothing was pushed", len(todo))
+        return {"submitted": 0, "failed": 0, "dry_run": len(todo)}
+    client = helpdesk_client(settings)
+    submitted = failed = 0
+    for start in range(0, len(todo), BATCH):
+        batch = todo[start:start + BATCH]
+        updates = [{"id": int(r["ticket_id"]), "additional_tags": list(r["desired_tags"]),
+                    "remove_tags": removable_tags(r["pushed_tags"], r["desired_tags"])} for r in batch]
+        ids = [u["id"] for u in updates]
+        now = datetime.now(UTC)
+        try:
+            job = client.update_many(updates)
+        except HelpdeskError as exc:
+            failed += len(batch)
+            logger.warning("Write-back of %d tickets failed (%s); they are retried on the next run.", len(batch), exc)
+            with engine.begin() as conn:
+                conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(
+                    status="failed", attempts=w.c.attempts + 1, last_error=str(exc)[:2000], updated_at=now))
+            continue
+        with engine.begin() as conn:
+            conn.execute(sa.insert(writeback_jobs).values(job_id=job.id, submitted_at=now, ticket_ids=ids,
+                                                          status=job.status, run_id=run_id))
+            conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(
+                status="submitted", job_id=job.id, attempts=w.c.attempts + 1, updated_at=now))
+        submitted += len(batch)
+    return {"submitted": submitted, "failed": failed, "dry_run": 0}
+
+
+@task(name="poll-writeback-jobs", cache_policy=NO_CACHE)
+def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
+    """Store job results; mark tickets done (pushed = desired) or failed (retried next run)."""
+    from tasks.ingest import helpdesk_client
+
+    logger = get_run_logger()
+    engine = get_engine(settings.warehouse_url)
+    client = helpdesk_client(settings)
+    w, j = writeback_state, writeback_jobs
+    done = failed = open_jobs = 0
+    for attempt in range(max(1, settings.writeback_job_polls)):
+        with engine.connect() as conn:
+            jobs = conn.execute(sa.select(j.c.job_id).where(j.c.status.not_in(["completed", "failed", "killed"]))
+                                ).scalars().all()
+        open_jobs = 0
+        for job_id in jobs:
+            try:
+                job = client.get_job_status(job_id)
+            except HelpdeskError as exc:
+                logger.warning("Job %s status unavailable (%s); checked again next run.", job_id, exc)
+                open_jobs += 1
+                continue
+            now = datetime.now(UTC)
+            with engine.begin() as conn:
+                conn.execute(sa.update(j).where(j.c.job_id == job_id).values(
+                    status=job.status, results=job.results or None, checked_at=now))
+                if not job.finished:
+                    open_jobs += 1
+                    continue
+                ok = {int(r["id"]) for r in job.results if r.get("success") and r.get("id") is not None}
+                submitted = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_sha256)
+                                         .where(w.c.job_id == job_id, w.c.status == "submitted")).mappings().all()
+                for row in submitted:
+                    if row["ticket_id"] in ok and job.status == "completed":
+                        conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"]).values(
+                            status="done", pushed_tags=row["desired_tags"], pushed_sha256=row["desired_sha256"],
+                            last_error=None, updated_at=now))
+                        done += 1
+                    else:
+                        error = next((r.get("error") or r.get("details") for r in job.results
+                                      if r.get("id") == row["ticket_id"]), job.message or job.status)
+                        conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"]).values(
+                            status="failed", last_error=str(error)[:2000], updated_at=now))
+                        failed += 1
+        if not open_jobs:
+            break
+        if attempt + 1 < settings.writeback_job_polls:
+            time.sleep(settings.writeback_poll_interval_seconds)
+    return {"done": done, "failed": failed, "open_jobs": open_jobs}
+
+
+def writeback_summary(engine_url: str) -> dict[str, Any]:
+    with get_engine(engine_url).connect() as conn:
+        return dict(conn.execute(sa.select(writeback_state.c.status, sa.func.count())
+                                 .group_by(writeback_state.c.status)).all())

@@ -1,0 +1,137 @@
+"""Hourly scoring and write-back against the simulator, and the resumable backfill."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from prefect import flow
+
+from helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from helpdesk_sim.testing import running_simulator
+from tasks.settings import get_settings
+from tasks.warehouse.engine import get_engine
+from tasks.warehouse.schema import backfill_partitions, ticket_predictions, writeback_jobs, writeback_state
+from tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return generate_dataset(GeneratorConfig(seed=21, start=datetime(2026, 6, 20, tzinfo=UTC), days=20,
+                                            tickets_per_day=120))
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path, sqlite_url, dataset):
+    with running_simulator(dataset) as sim:
+        values = {
+            "TICKETLENS_WAREHOUSE_URL": sqlite_url,
+            "TICKETLENS_HELPDESK_BASE_URL": sim.base_url,
+            "TICKETLENS_HELPDESK_EXPORT_REQUESTS_PER_MINUTE": "6000",
+            "TICKETLENS_HELPDESK_REQUESTS_PER_MINUTE": "6000",
+            "TICKETLENS_HELPDESK_BACKOFF_BASE_SECONDS": "0.01",
+            "TICKETLENS_HELPDESK_BACKOFF_MAX_SECONDS": "0.02",
+            "TICKETLENS_HELPDESK_MAX_RETRIES": "2",
+            "TICKETLENS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "TICKETLENS_MLFLOW_ARTIFACT_LOCATION": str(tmp_path / "mlartifacts"),
+            "TICKETLENS_TRAINING_MIN_EXAMPLES_PER_CLASS": "10",
+            "TICKETLENS_WRITEBACK_POLL_INTERVAL_SECONDS": "0.05",
+        }
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        yield sim
+    get_settings.cache_clear()
+
+
+def count(url, table, *where):
+    with get_engine(url).connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def test_scoring_without_a_champion_fails_clearly(prefect_harness, env, sqlite_url):
+    from flows.hourly_pipeline import hourly_pipeline
+
+    with pytest.raises(Exception, match="nightly-retrain"):
+        hourly_pipeline()
+
+
+def test_hourly_scoring_and_write_back(prefect_harness, env, sqlite_url, dataset):
+    from flows.hourly_pipeline import hourly_pipeline
+    from flows.ingest import ingest
+    from flows.nightly_retrain import nightly_retrain
+
+    sim = env
+    ingest()
+    trained = nightly_retrain()
+    assert trained["promoted"]
+    first = hourly_pipeline()
+    n_tickets = count(sqlite_url, ticket_predictions, ticket_predictions.c.is_current.is_(True))
+    assert first["scoring"]["scored"] > 0 and n_tickets > 0
+    with get_engine(sqlite_url).connect() as conn:
+        versions = set(conn.execute(sa.select(ticket_predictions.c.model_version).distinct()).scalars())
+        states = dict(conn.execute(sa.select(writeback_state.c.status, sa.func.count())
+                                   .group_by(writeback_state.c.status)).all())
+        jobs = conn.execute(sa.select(writeback_jobs.c.status, writeback_jobs.c.results)).all()
+    assert versions == {trained["version"]}
+    assert states == {"done": n_tickets}
+    assert jobs and all(j.status == "completed" and j.results for j in jobs)  # job results kept
+    updates = sim.updates()
+    assert all(len(u["tickets"]) <= 100 for u in updates)
+    assert sum(len(u["tickets"]) for u in updates) == n_tickets
+    # tags were added, not replaced: the ticket keeps its own tags
+    some = updates[0]["tickets"][0]["id"]
+    spec = next(t for t in dataset.tickets if t.id == some)
+    tags = sim.ticket(some)["tags"]
+    assert set(spec.tags) <= set(tags) and any(t.startswith("tl_cat_") for t in tags)
+
+    # Next hour: write-back made new ticket versions; they are re-scored, but nothing changed → nothing pushed.
+    second = hourly_pipeline()
+    assert second["push"]["submitted"] == 0 and len(sim.updates()) == len(updates)
+
+    # A failing helpdesk: the push fails without failing anything, and the next run delivers it.
+    with get_engine(sqlite_url).begin() as conn:  # as if the prediction for one ticket had changed
+        conn.execute(sa.update(writeback_state).where(writeback_state.c.ticket_id == some)
+                     .values(pushed_sha256=None, desired_sha256="outdated", status="done"))
+    sim.set_faults(error_rate=1.0)
+    failed = push_only()
+    assert failed["push"] == {"submitted": 0, "failed": 1, "dry_run": 0}
+    with get_engine(sqlite_url).connect() as conn:
+        row = conn.execute(sa.select(writeback_state).where(writeback_state.c.ticket_id == some)).mappings().one()
+    assert row["status"] == "failed" and row["attempts"] == 1 and "attempts" in row["last_error"]
+    sim.set_faults(error_rate=0.0)
+    delivered = push_only()
+    assert delivered["push"]["submitted"] == 1 and delivered["poll"]["done"] == 1
+    assert sim.updates()[-1]["tickets"][0]["id"] == some
+
+
+@flow(name="push-only")
+def push_only() -> dict:
+    """Plan, push and poll without ingest or scoring (so a faulty helpdesk only affects the write-back)."""
+    settings = get_settings()
+    plan_writeback(settings)
+    return {"push": push_writeback(settings, "test"), "poll": poll_writeback_jobs(settings)}
+
+
+def test_backfill_is_resumable(prefect_harness, env, sqlite_url):
+    from flows.backfill import backfill
+    from flows.ingest import ingest
+    from flows.nightly_retrain import nightly_retrain
+
+    ingest()
+    trained = nightly_retrain()  # a promotion starts a backfill with the new champion
+    version = trained["version"]
+    assert trained["backfill"]["partitions"] >= 1 and trained["backfill"]["scored"] > 0
+    assert count(sqlite_url, backfill_partitions) == trained["backfill"]["partitions"]
+    again = backfill()
+    assert again["partitions"] == 0  # everything done for this version: nothing redone
+    with get_engine(sqlite_url).begin() as conn:  # as if the run had been killed during the last partition
+        last = conn.execute(sa.select(sa.func.max(backfill_partitions.c.partition_key))).scalar_one()
+        conn.execute(sa.delete(backfill_partitions).where(backfill_partitions.c.partition_key == last))
+    resumed = backfill()
+    assert resumed["partitions"] == 1 and resumed["model_version"] == version
+    predictions = count(sqlite_url, ticket_predictions)
+    assert predictions == count(sqlite_url, ticket_predictions, ticket_predictions.c.is_current.is_(True))
