@@ -25,6 +25,7 @@ lint: install
 ## Benchmarks (print results tables).
 bench: install
 	$(UV) run python -m bench.ingest_bench
+	$(UV) run python -m bench.backfill_bench
 
 ## Classifier accuracy on the real BANKING77 dataset (../shared/data/banking77).
 bench-accuracy: install

@@ -53,8 +53,29 @@ def print_warehouse(url: str) -> None:
     print("  - rejected rows:         SELECT stream, record_id, failed_checks FROM quarantine;")
 
 
+def print_routed(url: str, limit: int = 8) -> None:
+    """A sample of scored tickets with what was pushed back to the helpdesk."""
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT p.ticket_id, t.subject, p.category, p.confidence, p.sentiment, p.tier, p.routing_group, "
+            "p.auto_reply, w.status FROM ticket_predictions p JOIN tickets t ON t.id = p.ticket_id "
+            "LEFT JOIN writeback_state w ON w.ticket_id = p.ticket_id WHERE p.is_current "
+            "ORDER BY t.created_at DESC LIMIT :n"), {"n": limit}).all()
+        routes = conn.execute(sa.text(
+            "SELECT routing_group, COUNT(*) FROM ticket_predictions WHERE is_current GROUP BY routing_group "
+            "ORDER BY COUNT(*) DESC")).all()
+    print("\n=== Newest routed tickets (tags pushed to the helpdesk with prefix tl_)")
+    for r in rows:
+        subject = (r.subject or "")[:38]
+        print(f"  #{r.ticket_id:<6} {subject:<38} → {r.category:<34} p={r.confidence:.2f} {r.sentiment:<8} "
+              f"tier {r.tier} → {r.routing_group}{' [auto-reply]' if r.auto_reply else ''} ({r.status})")
+    print("  tickets per routing group:", ", ".join(f"{g} {n}" for g, n in routes))
+
+
 def main() -> int:
+    from flows.hourly_pipeline import hourly_pipeline
     from flows.ingest import ingest
+    from flows.nightly_retrain import nightly_retrain
     from helpdesk_sim.testing import SimulatorProcess
 
     settings = get_settings()
@@ -63,20 +84,25 @@ def main() -> int:
     print(f"Starting the helpdesk simulator on {settings.helpdesk_base_url} ...")
     with SimulatorProcess(DEMO_SIM_ARGS, host=parsed.hostname or "127.0.0.1", port=port):
         ingest()
-    print_warehouse(settings.warehouse_url)
+        print_warehouse(settings.warehouse_url)
 
-    from flows.nightly_retrain import nightly_retrain
+        print("\n=== Training the ticket-category classifier (nightly-retrain) ...")
+        result = nightly_retrain()
+        m = result["metrics"]
+        print(f"  registered {settings.model_name} version {result['version']} "
+              f"({'promoted to champion' if result['promoted'] else 'kept as challenger'}: {result['reason']})")
+        print(f"  holdout: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, top-2 "
+              f"{m['top2_accuracy']:.3f}, ECE {m['ece']:.3f}, auto-route coverage {m['coverage_at_threshold']:.2f} "
+              f"at accuracy {m['accuracy_at_threshold']:.3f}")
+        print(f"  sentiment model shipped: {result['sentiment_winner']}")
+        if result["backfill"]:
+            print(f"  backfill with the new champion: {result['backfill']['scored']} tickets re-scored")
+        print(f"  compare runs: uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
 
-    print("\n=== Training the ticket-category classifier (nightly-retrain) ...")
-    result = nightly_retrain()
-    m = result["metrics"]
-    print(f"  registered {settings.model_name} version {result['version']} "
-          f"({'promoted to champion' if result['promoted'] else 'kept as challenger'}: {result['reason']})")
-    print(f"  holdout: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, top-2 {m['top2_accuracy']:.3f}, "
-          f"ECE {m['ece']:.3f}, auto-route coverage {m['coverage_at_threshold']:.2f} at accuracy "
-          f"{m['accuracy_at_threshold']:.3f}")
-    print(f"  sentiment model shipped: {result['sentiment_winner']}")
-    print(f"  compare runs: uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}  (http://127.0.0.1:5000)")
+        print("\n=== Hourly pipeline: ingest → score → write back to the helpdesk ...")
+        hourly = hourly_pipeline()
+        print(f"  write-back: {hourly['push']['submitted']} tickets submitted, {hourly['poll']['done']} confirmed")
+        print_routed(settings.warehouse_url)
     return 0
 
 
