@@ -24,11 +24,9 @@ def _detector(languages: tuple[str, ...]):
 def detect_languages(texts: Sequence[str], languages: Sequence[str] = DEFAULT_LANGUAGES) -> list[str]:
     """ISO 639-1 code per text ("en" when the text is too short to tell)."""
     detector = _detector(tuple(languages))
-    out = []
-    for text in texts:
-        if not text or len(text.strip()) < MIN_CHARS:
-            out.append("en")
-            continue
-        lang = detector.detect_language_of(text)
-        out.append(lang.iso_code_639_1.name.lower() if lang is not None else "en")
-    return out
+    # lingua detects a batch on all cores (Rust threads), several times faster than one text at a time.
+    detected = detector.detect_languages_in_parallel_of([t or "" for t in texts])
+    return [
+        "en" if not text or len(text.strip()) < MIN_CHARS or lang is None else lang.iso_code_639_1.name.lower()
+        for text, lang in zip(texts, detected, strict=True)
+    ]
