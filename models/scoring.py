@@ -88,6 +88,24 @@ def helpdesk_tags(prediction: dict[str, Any], prefix: str) -> list[str]:
     return sorted(tags)
 
 
+FIELD_VALUES = {
+    "category": lambda p: p["category"],
+    "sentiment": lambda p: p["sentiment"],
+    "tier": lambda p: f"tier_{int(p['tier'])}",
+    "routing_group": lambda p: p["routing_group"],
+    "auto_reply": lambda p: bool(p["auto_reply"]),
+}
+
+
+def helpdesk_fields(prediction: dict[str, Any], field_ids: dict[str, int]) -> list[dict[str, Any]]:
+    """Custom-field values for the configured fields (``{"category": 360010, ...}``), sorted by field id."""
+    unknown = set(field_ids) - set(FIELD_VALUES)
+    if unknown:
+        raise ValueError(f"unknown write-back field(s) {sorted(unknown)}; known: {sorted(FIELD_VALUES)}")
+    return sorted(({"id": int(fid), "value": FIELD_VALUES[name](prediction)} for name, fid in field_ids.items()),
+                  key=lambda f: f["id"])
+
+
 def removable_tags(previously_pushed: Sequence[str] | None, desired: Sequence[str]) -> list[str]:
     """Only tags TicketLens itself pushed before and no longer wants; never the ticket's own tags."""
     return sorted(set(previously_pushed or ()) - set(desired))

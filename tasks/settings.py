@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     )
     backfill_after_promotion: bool = Field(True, description="nightly-retrain re-scores history after a promotion.")
     writeback_tag_prefix: str = Field("tl_", description="Prefix of every tag TicketLens adds to tickets.")
+    writeback_custom_fields: dict[str, int] = Field(
+        default_factory=dict,
+        description='Also set custom fields: JSON map of category/sentiment/tier/routing_group/auto_reply → field id.',
+    )
     writeback_dry_run: bool = Field(False, description="Plan write-back and log it, but push nothing.")
     writeback_job_polls: int = Field(5, ge=0, description="Job-status polls per run before leaving it for later.")
     writeback_poll_interval_seconds: float = Field(1.0, ge=0)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.scoring import helpdesk_tags, removable_tags
+from models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
 from tasks.helpdesk import HelpdeskError
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
@@ -29,8 +29,9 @@ from tasks.warehouse.schema import ticket_predictions, writeback_jobs, writeback
 BATCH = 100
 
 
-def _sha(tags: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(tags)).encode()).hexdigest()
+def _sha(tags: list[str], fields: list[dict[str, Any]]) -> str:
+    payload = "\n".join(sorted(tags)) + "\n" + "\n".join(f"{f['id']}={f['value']}" for f in fields)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 @task(name="plan-writeback", cache_policy=NO_CACHE)
@@ -48,15 +49,18 @@ def plan_writeback(settings: Settings) -> int:
         changes = []
         for row in conn.execute(query).mappings():
             tags = helpdesk_tags(dict(row), settings.writeback_tag_prefix)
-            sha = _sha(tags)
+            fields = helpdesk_fields(dict(row), settings.writeback_custom_fields)
+            sha = _sha(tags, fields)
             if sha == row["pushed_sha256"] or sha == row["desired_sha256"]:
                 continue  # already pushed, or already planned and awaiting push
-            changes.append({"ticket_id": row["ticket_id"], "desired_tags": tags, "desired_sha256": sha,
+            changes.append({"ticket_id": row["ticket_id"], "desired_tags": tags, "desired_fields": fields or None,
+                            "desired_sha256": sha,
                             "status": "pending", "updated_at": now, "attempts": 0})
         if changes:
             stmt = _dialect_insert(conn, w)
             stmt = stmt.on_conflict_do_update(index_elements=["ticket_id"], set_={
-                "desired_tags": stmt.excluded.desired_tags, "desired_sha256": stmt.excluded.desired_sha256,
+                "desired_tags": stmt.excluded.desired_tags, "desired_fields": stmt.excluded.desired_fields,
+                "desired_sha256": stmt.excluded.desired_sha256,
                 "status": "pending", "updated_at": stmt.excluded.updated_at, "attempts": 0, "last_error": None})
             for start in range(0, len(changes), 2000):
                 conn.execute(stmt, changes[start:start + 2000])
@@ -73,7 +77,7 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
     engine = get_engine(settings.warehouse_url)
     w = writeback_state
     with engine.connect() as conn:
-        todo = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.pushed_tags)
+        todo = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.pushed_tags)
                             .where(w.c.status.in_(["pending", "failed"])).order_by(w.c.ticket_id)
                             .limit(limit)).mappings().all()
     if settings.writeback_dry_run:
@@ -87,7 +91,8 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
     for start in range(0, len(todo), BATCH):
         batch = todo[start:start + BATCH]
         updates = [{"id": int(r["ticket_id"]), "additional_tags": list(r["desired_tags"]),
-                    "remove_tags": removable_tags(r["pushed_tags"], r["desired_tags"])} for r in batch]
+                    "remove_tags": removable_tags(r["pushed_tags"], r["desired_tags"]),
+                    **({"custom_fields": r["desired_fields"]} if r["desired_fields"] else {})} for r in batch]
         ids = [u["id"] for u in updates]
         now = datetime.now(UTC)
         try:

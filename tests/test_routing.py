@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from models.routing import RoutingPolicy, auto_reply_eligible, routing_group, tier
-from models.scoring import helpdesk_tags, removable_tags, segment_from_tags
+from models.scoring import helpdesk_fields, helpdesk_tags, removable_tags, segment_from_tags
 from models.taxonomy import load_taxonomy
 
 TAX = load_taxonomy()
@@ -44,3 +46,13 @@ def test_tags_and_segments():
     assert removable_tags(["tl_tier_2", "tl_cat_x"], ["tl_cat_x"]) == ["tl_tier_2"]
     assert removable_tags(None, tags) == []
     assert segment_from_tags(["web", "vip"]) == "business" and segment_from_tags(None) == "consumer"
+
+
+def test_custom_fields():
+    pred = {"category": "app_technical.crash", "sentiment": "negative", "tier": 3, "routing_group": "x",
+            "auto_reply": False}
+    assert helpdesk_fields(pred, {"tier": 12, "category": 11}) == [
+        {"id": 11, "value": "app_technical.crash"}, {"id": 12, "value": "tier_3"}]
+    assert helpdesk_fields(pred, {}) == []
+    with pytest.raises(ValueError, match="colour"):
+        helpdesk_fields(pred, {"colour": 1})

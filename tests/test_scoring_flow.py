@@ -10,6 +10,7 @@ from prefect import flow
 
 from helpdesk_sim.generator import GeneratorConfig, generate_dataset
 from helpdesk_sim.testing import running_simulator
+from models.taxonomy import load_taxonomy
 from tasks.settings import get_settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.schema import backfill_partitions, ticket_predictions, writeback_jobs, writeback_state
@@ -39,6 +40,7 @@ def env(monkeypatch, tmp_path, sqlite_url, dataset):
             "TICKETLENS_MLFLOW_ARTIFACT_LOCATION": str(tmp_path / "mlartifacts"),
             "TICKETLENS_TRAINING_MIN_EXAMPLES_PER_CLASS": "10",
             "TICKETLENS_WRITEBACK_POLL_INTERVAL_SECONDS": "0.05",
+            "TICKETLENS_WRITEBACK_CUSTOM_FIELDS": '{"category": 360010, "tier": 360011}',
         }
         for key, value in values.items():
             monkeypatch.setenv(key, value)
@@ -87,6 +89,9 @@ def test_hourly_scoring_and_write_back(prefect_harness, env, sqlite_url, dataset
     spec = next(t for t in dataset.tickets if t.id == some)
     tags = sim.ticket(some)["tags"]
     assert set(spec.tags) <= set(tags) and any(t.startswith("tl_cat_") for t in tags)
+    fields = {f["id"]: f["value"] for f in sim.ticket(some)["custom_fields"]}
+    assert load_taxonomy().is_leaf(fields[360010])  # the category custom field holds a taxonomy leaf
+    assert fields[360011].startswith("tier_")
 
     # Next hour: write-back made new ticket versions; they are re-scored, but nothing changed → nothing pushed.
     second = hourly_pipeline()

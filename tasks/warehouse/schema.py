@@ -227,6 +227,7 @@ writeback_state = sa.Table(
     sa.Column("ticket_id", sa.BigInteger, primary_key=True, autoincrement=False),
     # What the helpdesk should carry (desired) and what it is known to carry (pushed).
     sa.Column("desired_tags", JSONType, nullable=False),
+    sa.Column("desired_fields", JSONType),  # [{"id": custom field id, "value": ...}] when fields are configured
     sa.Column("desired_sha256", sa.String(64), nullable=False),
     sa.Column("pushed_tags", JSONType),
     sa.Column("pushed_sha256", sa.String(64)),
