@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.scoring import predict_frame, read_tickets, write_predictions
+from tasks.scoring import predict_frame, read_partition, write_predictions
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.schema import backfill_partitions, tickets
@@ -68,16 +68,20 @@ def backfill_partition(settings: Settings, partition: Partition, version: str, r
     total = 0
     while True:
         with engine.begin() as conn:
-            where = sa.and_(tickets.c.is_deleted.is_(False), tickets.c.created_at >= partition.start,
-                            tickets.c.created_at < partition.end, tickets.c.id > last_id)
-            frame = read_tickets(conn, where, chunk, order=tickets.c.id)
+            # The query is built in tasks.scoring (not here) so that it references the worker's own table
+            # objects even when this function is shipped by value to a Dask worker.
+            frame = read_partition(conn, partition.start, partition.end, last_id, chunk)
             if frame.empty:
                 break
             total += write_predictions(conn, predict_frame(settings, frame, version), run_id)
             last_id = int(frame["id"].max())
-    with engine.begin() as conn:
+    mark_partition_done(settings, partition, version, run_id, total)
+    get_run_logger().info("Partition %s: %d tickets scored with v%s", partition.key, total, version)
+    return total
+
+
+def mark_partition_done(settings: Settings, partition: Partition, version: str, run_id: str, total: int) -> None:
+    with get_engine(settings.warehouse_url).begin() as conn:
         conn.execute(sa.insert(backfill_partitions).values(
             model_name=settings.model_name, model_version=version, partition_key=partition.key, status="done",
             tickets=total, finished_at=datetime.now(UTC), run_id=run_id))
-    get_run_logger().info("Partition %s: %d tickets scored with v%s", partition.key, total, version)
-    return total

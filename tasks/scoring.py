@@ -130,6 +130,13 @@ def read_tickets(conn: sa.Connection, where, limit: int, order=tickets.c.extract
     return pd.DataFrame(rows, columns=["id", "updated_at", "subject", "description", "tags", "extracted_at"])
 
 
+def read_partition(conn: sa.Connection, start: datetime, end: datetime, after_id: int, limit: int) -> pd.DataFrame:
+    """Non-deleted tickets created in [start, end) with id > ``after_id`` (keyset pagination by id)."""
+    where = sa.and_(tickets.c.is_deleted.is_(False), tickets.c.created_at >= start, tickets.c.created_at < end,
+                    tickets.c.id > after_id)
+    return read_tickets(conn, where, limit, order=tickets.c.id)
+
+
 @task(name="score-new-tickets", cache_policy=NO_CACHE)
 def score_new_tickets(settings: Settings, run_id: str, chunk: int = 5000) -> dict[str, Any]:
     """Score tickets loaded since the scoring watermark (``tickets.extracted_at``), chunk by chunk.

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     language_queues: dict[str, str] = Field(
         default_factory=dict, description='Language → routing group, e.g. {"ja": "japanese_queue"} (JSON).'
     )
+    backfill_workers: int = Field(2, gt=0, description="Partitions scored in parallel (threads or Dask workers).")
+    backfill_dask_address: str | None = Field(
+        None, description="Run backfill partitions on Dask: a scheduler address (tcp://host:8786) or 'local'."
+    )
     backfill_after_promotion: bool = Field(True, description="nightly-retrain re-scores history after a promotion.")
     writeback_tag_prefix: str = Field("tl_", description="Prefix of every tag TicketLens adds to tickets.")
     writeback_custom_fields: dict[str, int] = Field(

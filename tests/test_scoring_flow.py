@@ -140,3 +140,21 @@ def test_backfill_is_resumable(prefect_harness, env, sqlite_url):
     assert resumed["partitions"] == 1 and resumed["model_version"] == version
     predictions = count(sqlite_url, ticket_predictions)
     assert predictions == count(sqlite_url, ticket_predictions, ticket_predictions.c.is_current.is_(True))
+
+
+def test_backfill_partitions_run_on_dask(prefect_harness, env, sqlite_url, monkeypatch):
+    from flows.backfill import backfill
+    from flows.ingest import ingest
+    from flows.nightly_retrain import nightly_retrain
+
+    monkeypatch.setenv("TICKETLENS_BACKFILL_AFTER_PROMOTION", "false")
+    ingest()
+    nightly_retrain()
+    monkeypatch.setenv("TICKETLENS_BACKFILL_DASK_ADDRESS", "local")  # a local Dask cluster of worker processes
+    get_settings.cache_clear()
+    result = backfill()
+    from tasks.warehouse.schema import tickets
+
+    live = count(sqlite_url, tickets, tickets.c.is_deleted.is_(False))
+    assert result["partitions"] >= 1 and result["scored"] == live
+    assert count(sqlite_url, ticket_predictions, ticket_predictions.c.is_current.is_(True)) == live
