@@ -9,7 +9,9 @@ Partitions run on a thread pool of ``TICKETLENS_BACKFILL_WORKERS`` by default; w
 
 from __future__ import annotations
 
-from datetime import datetime
+import sys
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from uuid import uuid4
 
 from prefect import flow, get_run_logger
@@ -42,11 +44,27 @@ def run_partitions(partitions: list, version: str, run_id: str) -> int:
                                         description=f"Backfill with {settings.model_name} v{version}")
     futures = [backfill_partition.submit(settings, p, version, run_id) for p in partitions]
     scored = 0
-    for done, (partition, future) in enumerate(zip(partitions, futures, strict=True), start=1):
-        scored += future.result()
-        update_progress_artifact(progress, progress=100.0 * done / len(partitions))
-        get_run_logger().info("Backfill progress: %d/%d partitions (%s done)", done, len(partitions), partition.key)
+    with _terminal_bar(len(partitions)) as advance:
+        for done, (partition, future) in enumerate(zip(partitions, futures, strict=True), start=1):
+            scored += future.result()
+            update_progress_artifact(progress, progress=100.0 * done / len(partitions))
+            get_run_logger().info("Backfill progress: %d/%d partitions (%s done)", done, len(partitions),
+                                  partition.key)
+            advance()
     return scored
+
+
+@contextmanager
+def _terminal_bar(total: int):
+    """A progress bar when a person runs the backfill in a terminal; nothing under a worker."""
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=False) as bar:
+        job = bar.add_task("backfill partitions", total=total)
+        yield lambda: bar.advance(job)
 
 
 @flow(name="backfill", log_prints=True)
@@ -63,5 +81,24 @@ def backfill(start: datetime | None = None, end: datetime | None = None, model_a
     return {"model_version": version, "partitions": len(partitions), "scored": scored}
 
 
+def _utc_arg(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.backfill [--start ISO] [--end ISO] [--version N | --alias champion]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Re-score ticket history with a registered model version.")
+    parser.add_argument("--start", type=_utc_arg, help="UTC date/time, e.g. 2026-08-01")
+    parser.add_argument("--end", type=_utc_arg)
+    parser.add_argument("--alias", default=CHAMPION)
+    parser.add_argument("--version")
+    args = parser.parse_args(argv)
+    print(backfill(start=args.start, end=args.end, model_alias=args.alias, model_version=args.version))
+    return 0
+
+
 if __name__ == "__main__":
-    backfill()
+    raise SystemExit(main())
