@@ -34,6 +34,7 @@ from tasks.tracking import (
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.schema import csat_ratings, tickets
 
+SENTIMENT_MARGIN = 0.02  # ROC AUC the CSAT model must gain over VADER to replace it
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -131,23 +132,33 @@ def score_champion(settings: Settings, holdout: pd.DataFrame) -> tuple[str | Non
 
 @task(name="compare-sentiment-models", cache_policy=NO_CACHE)
 def compare_sentiment_models(warehouse_url: str, holdout_share: float = 0.3):
-    """VADER vs a CSAT-comment model on held-out rated tickets (the most recent ``holdout_share``).
+    """VADER vs a CSAT-comment model, judged on what scoring applies them to: the *ticket text* of held-out
+    rated tickets (the most recent ``holdout_share``), against their good/bad rating.
 
-    Returns (comparison, the fitted CSAT model or None); (None, None) when there are too few rated comments.
+    The CSAT model learns from rating comments; a model that only recognises comments (and calls every
+    complaint-shaped ticket negative) must not ship, so it has to beat VADER on ticket text by
+    ``SENTIMENT_MARGIN`` ROC AUC. Returns (comparison, fitted CSAT model or None); (None, None) when there are
+    too few rated comments.
     """
-    query = sa.select(csat_ratings.c.comment, csat_ratings.c.score, csat_ratings.c.created_at).where(
-        csat_ratings.c.comment.is_not(None), csat_ratings.c.score.in_(["good", "bad"])
-    ).order_by(csat_ratings.c.created_at)
+    from models.text import prepare_text
+
+    query = (sa.select(csat_ratings.c.comment, csat_ratings.c.score, tickets.c.subject, tickets.c.description)
+             .select_from(csat_ratings.join(tickets, tickets.c.id == csat_ratings.c.ticket_id))
+             .where(csat_ratings.c.score.in_(["good", "bad"])).order_by(csat_ratings.c.created_at))
     with get_engine(warehouse_url).connect() as conn:
         rows = conn.execute(query).all()
-    if len(rows) < 50:
-        get_run_logger().warning("Only %d rated comments: sentiment comparison skipped, VADER is used.", len(rows))
-        return None, None
     cut = int(len(rows) * (1 - holdout_share))
-    texts = [r.comment for r in rows]
-    bad = [r.score == "bad" for r in rows]
-    comparison, models = compare_sentiment(texts[:cut], bad[:cut], texts[cut:], bad[cut:])
-    get_run_logger().info("Sentiment on %d held-out rated comments: %s → %s", len(rows) - cut,
+    train = [r for r in rows[:cut] if r.comment]
+    held_out = rows[cut:]
+    if len(train) < 50 or len({r.score for r in held_out}) < 2:
+        get_run_logger().warning("Only %d rated comments: sentiment comparison skipped, VADER is used.", len(train))
+        return None, None
+    comparison, models = compare_sentiment(
+        [r.comment for r in train], [r.score == "bad" for r in train],
+        [prepare_text(r.subject, r.description) for r in held_out], [r.score == "bad" for r in held_out],
+        margin=SENTIMENT_MARGIN,
+    )
+    get_run_logger().info("Sentiment on the text of %d held-out rated tickets: %s → %s", len(held_out),
                           {n: round(v["roc_auc"], 3) for n, v in comparison.metrics.items()}, comparison.winner)
     return comparison, models.get("csat_model")
 

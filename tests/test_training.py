@@ -130,7 +130,11 @@ def test_retrain_registers_promotes_only_when_better_and_logs_no_text(prefect_ha
     # it is the CSAT-trained model).
     assert {"sentiment.vader.roc_auc", "sentiment.csat_model.roc_auc"} <= set(run.data.metrics)
     winner = run.data.tags["sentiment.winner"]
-    assert winner == max(("vader", "csat_model"), key=lambda n: run.data.metrics[f"sentiment.{n}.roc_auc"])
+    aucs = {n: run.data.metrics[f"sentiment.{n}.roc_auc"] for n in ("vader", "csat_model")}
+    f1s = {n: run.data.metrics[f"sentiment.{n}.macro_f1"] for n in ("vader", "csat_model")}
+    expected = "csat_model" if aucs["csat_model"] >= aucs["vader"] + 0.02 and f1s["csat_model"] >= f1s["vader"] \
+        else "vader"
+    assert winner == expected
     if winner == "csat_model":
         assert client.get_model_version_by_alias(get_settings().sentiment_model_name, "champion")
     name = get_settings().model_name
@@ -164,3 +168,14 @@ def test_a_class_below_the_minimum_is_reported(prefect_harness, retrain_env, mon
     result = nightly_retrain()
     params = _client().get_run(result["run_id"]).data.params
     assert params["data.excluded_classes"] != "-" and int(params["data.excluded_class_rows"]) > 0
+
+
+def test_sentiment_model_that_calls_everything_negative_does_not_ship():
+    from models.sentiment import compare_sentiment
+
+    comments = ["It took ages and nothing was fixed."] * 40 + ["Thanks, great help!"] * 40
+    bad = [True] * 40 + [False] * 40
+    tickets_text = ["My pins disappeared, please help"] * 30 + ["The app crashes every time"] * 30
+    held_bad = [True, False] * 30
+    comparison, _ = compare_sentiment(comments, bad, tickets_text, held_bad, margin=0.02)
+    assert comparison.winner == "vader"
