@@ -312,6 +312,6 @@ def decision_markdown(settings: Settings, version: str, run_id: str, model: Trai
     if model.training.rejected_labels:
         lines.append(f"Rejected labels (not in taxonomy): {model.training.rejected_labels}")
     if sentiment is not None:
-        lines += ["", "Sentiment on held-out rated comments (ROC AUC bad vs good): " + ", ".join(
+        lines += ["", "Sentiment on the text of held-out rated tickets (ROC AUC bad vs good): " + ", ".join(
             f"{n} {v['roc_auc']:.3f}" for n, v in sentiment.metrics.items()) + f" → ships **{sentiment.winner}**"]
     return "\n".join(lines)
