@@ -144,8 +144,8 @@ def _postgres_reachable() -> bool:
 
     try:
         engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with engine.connect():
-            pass
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
         engine.dispose()
         return True
     except Exception:

@@ -21,7 +21,7 @@ from models.taxonomy import load_taxonomy
 from tasks.settings import Settings
 from tasks.tracking import CHAMPION, load_version, version_by_alias
 from tasks.warehouse.engine import get_engine
-from tasks.warehouse.load import _dialect_insert, get_stream_state, save_stream_state
+from tasks.warehouse.load import dialect_insert, get_stream_state, save_stream_state
 from tasks.warehouse.schema import ticket_predictions, tickets
 
 SCORING_STREAM = "scoring"  # its extraction_state watermark: max tickets.extracted_at scored, in µs
@@ -111,7 +111,7 @@ def write_predictions(conn: sa.Connection, scored: pd.DataFrame, run_id: str) ->
         ts = rec["ticket_updated_at"]
         rec["ticket_updated_at"] = ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts
         rows.append({**rec, "is_current": True, "predicted_at": now, "run_id": run_id})
-    stmt = _dialect_insert(conn, ticket_predictions)
+    stmt = dialect_insert(conn, ticket_predictions)
     stmt = stmt.on_conflict_do_update(
         index_elements=["ticket_id", "model_name", "model_version", "ticket_updated_at"],
         set_={"is_current": True},

@@ -16,7 +16,6 @@ from typing import Any
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 _INIT_LOCK = threading.Lock()
-_READY: set[tuple[str, str]] = set()
 
 
 def pip_requirements() -> list[str]:
@@ -46,7 +45,6 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_location: str
 
     with _INIT_LOCK:
         mlflow.set_tracking_uri(tracking_uri)
-        key = (tracking_uri, experiment)
         client = mlflow.MlflowClient(tracking_uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:
@@ -54,7 +52,6 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_location: str
         else:
             experiment_id = found.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)
-        _READY.add(key)
         return experiment_id
 
 

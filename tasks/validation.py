@@ -52,18 +52,23 @@ class ValidationOutcome:
         return len(self.quarantined) / self.rows if self.rows else 0.0
 
 
-def _ticket_suite(gx, max_text_chars: int):
-    e = gx.expectations
+def _record_checks(e, required: Sequence[str]):
+    """What every stream checks: required fields exist (else schema drift) and are filled, ids unique, values
+    of the right type, and a record never updated before it was created."""
     return [
-        *(e.ExpectColumnToExist(column=c) for c in TICKET_REQUIRED),
-        e.ExpectColumnValuesToNotBeNull(column="id"),
+        *(e.ExpectColumnToExist(column=c) for c in required),
+        *(e.ExpectColumnValuesToNotBeNull(column=c) for c in required),
         e.ExpectColumnValuesToBeUnique(column="id"),
-        e.ExpectColumnValuesToNotBeNull(column="created_at"),
-        e.ExpectColumnValuesToNotBeNull(column="updated_at"),
-        e.ExpectColumnValuesToNotBeNull(column="status"),
         e.ExpectColumnValuesToBeNull(column="_type_errors"),
         e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="updated_at", column_B="created_at", or_equal=True,
                                                   ignore_row_if="either_value_is_missing"),
+    ]
+
+
+def _ticket_suite(gx, max_text_chars: int):
+    e = gx.expectations
+    return [
+        *_record_checks(e, TICKET_REQUIRED),
         e.ExpectColumnValuesToBeInSet(column="status", value_set=list(STATUSES)),
         e.ExpectColumnValuesToBeInSet(column="priority", value_set=list(PRIORITIES)),
         e.ExpectColumnValuesToBeInSet(column="type", value_set=list(TYPES)),
@@ -76,18 +81,9 @@ def _ticket_suite(gx, max_text_chars: int):
 def _rating_suite(gx, max_text_chars: int):
     e = gx.expectations
     return [
-        *(e.ExpectColumnToExist(column=c) for c in RATING_REQUIRED),
-        e.ExpectColumnValuesToNotBeNull(column="id"),
-        e.ExpectColumnValuesToBeUnique(column="id"),
-        e.ExpectColumnValuesToNotBeNull(column="ticket_id"),
-        e.ExpectColumnValuesToNotBeNull(column="created_at"),
-        e.ExpectColumnValuesToNotBeNull(column="updated_at"),
-        e.ExpectColumnValuesToBeNull(column="_type_errors"),
-        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="updated_at", column_B="created_at", or_equal=True,
-                                                  ignore_row_if="either_value_is_missing"),
+        *_record_checks(e, RATING_REQUIRED),
         # Text, not an enum: "good"/"bad" today, 1-5 on newer CSAT scales.
         e.ExpectColumnValueLengthsToBeBetween(column="score", min_value=1, max_value=32),
-        e.ExpectColumnValuesToNotBeNull(column="score"),
         e.ExpectColumnValueLengthsToBeBetween(column="comment", max_value=min(max_text_chars, MAX_COMMENT_CHARS)),
     ]
 

@@ -23,7 +23,7 @@ from models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
 from tasks.helpdesk import HelpdeskError
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
-from tasks.warehouse.load import _dialect_insert
+from tasks.warehouse.load import dialect_insert
 from tasks.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
 
 BATCH = 100
@@ -57,7 +57,7 @@ def plan_writeback(settings: Settings) -> int:
                             "desired_sha256": sha,
                             "status": "pending", "updated_at": now, "attempts": 0})
         if changes:
-            stmt = _dialect_insert(conn, w)
+            stmt = dialect_insert(conn, w)
             stmt = stmt.on_conflict_do_update(index_elements=["ticket_id"], set_={
                 "desired_tags": stmt.excluded.desired_tags, "desired_fields": stmt.excluded.desired_fields,
                 "desired_sha256": stmt.excluded.desired_sha256,

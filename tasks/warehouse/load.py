@@ -48,7 +48,8 @@ class StreamState:
     updated_at: datetime
 
 
-def _dialect_insert(conn: Connection, table: sa.Table):
+def dialect_insert(conn: Connection, table: sa.Table):
+    """INSERT with ``on_conflict_do_*`` for the connection's dialect (SQLite and PostgreSQL share the API)."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
@@ -159,7 +160,7 @@ def upsert_replace(
     if not rows:
         return 0
     columns = [c.name for c in table.columns if c.name in rows[0]]
-    stmt = _dialect_insert(conn, table)
+    stmt = dialect_insert(conn, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=[key], set_={c: stmt.excluded[c] for c in columns if c != key}
     )
@@ -216,7 +217,7 @@ def land_raw(
     ]
     if not batch:
         return 0
-    stmt = _dialect_insert(conn, raw_records).on_conflict_do_nothing(
+    stmt = dialect_insert(conn, raw_records).on_conflict_do_nothing(
         index_elements=["stream", "payload_sha256"]
     )
     return conn.execute(stmt, batch).rowcount or 0
@@ -240,7 +241,7 @@ def quarantine_rows(
     ]
     if not batch:
         return 0
-    stmt = _dialect_insert(conn, quarantine)
+    stmt = dialect_insert(conn, quarantine)
     stmt = stmt.on_conflict_do_update(
         index_elements=["stream", "payload_sha256"],
         set_={
@@ -270,7 +271,7 @@ def save_stream_state(
 ) -> None:
     """Record where the stream resumes. Call in the same transaction as the page it follows."""
     now = datetime.now(UTC)
-    stmt = _dialect_insert(conn, extraction_state).values(
+    stmt = dialect_insert(conn, extraction_state).values(
         stream=stream, cursor=cursor, watermark=watermark, pages=pages, run_id=run_id, updated_at=now
     )
     stmt = stmt.on_conflict_do_update(
