@@ -114,7 +114,8 @@ def write_predictions(conn: sa.Connection, scored: pd.DataFrame, run_id: str) ->
     stmt = dialect_insert(conn, ticket_predictions)
     stmt = stmt.on_conflict_do_update(
         index_elements=["ticket_id", "model_name", "model_version", "ticket_updated_at"],
-        set_={"is_current": True},
+        # A re-score makes the row current again and "new" for the write-back planner (e.g. after a rollback).
+        set_={"is_current": True, "predicted_at": stmt.excluded.predicted_at, "run_id": stmt.excluded.run_id},
     )
     for start in range(0, len(rows), 2000):
         conn.execute(stmt, rows[start:start + 2000])

@@ -11,8 +11,9 @@ Job statuses are stored because Zendesk keeps them only about a day.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,10 +24,13 @@ from models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
 from tasks.helpdesk import HelpdeskError
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
-from tasks.warehouse.load import dialect_insert
+from tasks.warehouse.load import dialect_insert, get_stream_state, save_stream_state
 from tasks.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
 
 BATCH = 100
+PLAN_STREAM = "writeback-plan"  # extraction_state row: watermark = max predicted_at planned (µs), cursor = config
+PLAN_LOOKBACK = timedelta(minutes=10)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _sha(tags: list[str], fields: list[dict[str, Any]]) -> str:
@@ -36,16 +40,28 @@ def _sha(tags: list[str], fields: list[dict[str, Any]]) -> str:
 
 @task(name="plan-writeback", cache_policy=NO_CACHE)
 def plan_writeback(settings: Settings) -> int:
-    """Mark tickets whose current prediction implies tags different from what the helpdesk has."""
+    """Mark tickets whose current prediction implies tags different from what the helpdesk has.
+
+    Only predictions written since the last plan are read (a watermark on ``predicted_at`` with a short
+    look-back for transactions that committed late), so the hourly cost follows the new predictions, not the
+    history. Changing the tag prefix or the custom-field map re-plans everything once.
+    """
     engine = get_engine(settings.warehouse_url)
     p, w = ticket_predictions, writeback_state
-    query = (sa.select(p.c.ticket_id, p.c.category, p.c.parent_category, p.c.sentiment, p.c.tier,
-                       p.c.routing_group, p.c.auto_reply, p.c.is_spam, w.c.desired_sha256, w.c.pushed_sha256)
-             .select_from(p.outerjoin(w, w.c.ticket_id == p.c.ticket_id))
-             .where(p.c.is_current.is_(True)))
+    config = hashlib.sha256(json.dumps([settings.writeback_tag_prefix, settings.writeback_custom_fields],
+                                       sort_keys=True).encode()).hexdigest()
     now = datetime.now(UTC)
     planned = 0
     with engine.begin() as conn:
+        state = get_stream_state(conn, PLAN_STREAM)
+        where = p.c.is_current.is_(True)
+        if state is not None and state.cursor == config and state.watermark:
+            since = EPOCH + timedelta(microseconds=state.watermark) - PLAN_LOOKBACK
+            where = sa.and_(where, p.c.predicted_at > since)
+        high = conn.execute(sa.select(sa.func.max(p.c.predicted_at))).scalar_one()
+        query = (sa.select(p.c.ticket_id, p.c.category, p.c.parent_category, p.c.sentiment, p.c.tier,
+                           p.c.routing_group, p.c.auto_reply, p.c.is_spam, w.c.desired_sha256, w.c.pushed_sha256)
+                 .select_from(p.outerjoin(w, w.c.ticket_id == p.c.ticket_id)).where(where))
         changes = []
         for row in conn.execute(query).mappings():
             tags = helpdesk_tags(dict(row), settings.writeback_tag_prefix)
@@ -65,6 +81,10 @@ def plan_writeback(settings: Settings) -> int:
             for start in range(0, len(changes), 2000):
                 conn.execute(stmt, changes[start:start + 2000])
             planned = len(changes)
+        if high is not None:
+            high = high if high.tzinfo else high.replace(tzinfo=UTC)
+            save_stream_state(conn, PLAN_STREAM, cursor=config, run_id=None,
+                              watermark=(high - EPOCH) // timedelta(microseconds=1))
     return planned
 
 

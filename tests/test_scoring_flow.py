@@ -98,9 +98,12 @@ def test_hourly_scoring_and_write_back(prefect_harness, env, sqlite_url, dataset
     assert second["push"]["submitted"] == 0 and len(sim.updates()) == len(updates)
 
     # A failing helpdesk: the push fails without failing anything, and the next run delivers it.
-    with get_engine(sqlite_url).begin() as conn:  # as if the prediction for one ticket had changed
-        conn.execute(sa.update(writeback_state).where(writeback_state.c.ticket_id == some)
-                     .values(pushed_sha256=None, desired_sha256="outdated", status="done"))
+    with get_engine(sqlite_url).begin() as conn:  # a new prediction for one ticket changes its category
+        current = (ticket_predictions.c.ticket_id == some) & ticket_predictions.c.is_current.is_(True)
+        old = conn.execute(sa.select(ticket_predictions.c.category).where(current)).scalar_one()
+        new = "account.hacked" if old != "account.hacked" else "account.two_factor"
+        conn.execute(sa.update(ticket_predictions).where(current).values(
+            category=new, parent_category="account", predicted_at=datetime.now(UTC)))
     sim.set_faults(error_rate=1.0)
     failed = push_only()
     assert failed["push"] == {"submitted": 0, "failed": 1, "dry_run": 0}
@@ -110,7 +113,9 @@ def test_hourly_scoring_and_write_back(prefect_harness, env, sqlite_url, dataset
     sim.set_faults(error_rate=0.0)
     delivered = push_only()
     assert delivered["push"]["submitted"] == 1 and delivered["poll"]["done"] == 1
-    assert sim.updates()[-1]["tickets"][0]["id"] == some
+    pushed = sim.updates()[-1]["tickets"][0]
+    assert pushed["id"] == some and "tl_cat_" + new.replace(".", "-") in pushed["additional_tags"]
+    assert "tl_cat_" + old.replace(".", "-") in pushed["remove_tags"]  # only our own outdated tag goes
 
 
 @flow(name="push-only")
