@@ -8,6 +8,7 @@ tier, routing group, auto-reply eligibility, and the helpdesk tags that carry th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -40,14 +41,23 @@ def score_tickets(
     if frame.empty:
         return pd.DataFrame()
     inputs = frame[["subject", "description"]]
-    proba = classifier.predict_proba(inputs)
-    classes = np.asarray(classifier.classes_, dtype=object)
-    order = np.argsort(-proba, axis=1)[:, :3]
-    texts = classifier.named_steps["prepare"].transform(inputs) if hasattr(classifier, "named_steps") else \
-        list(frame["subject"].fillna("") + "\n" + frame["description"].fillna(""))
-    sentiment_scores = sentiment_model.score(texts)
-    sentiments = label_scores(sentiment_scores)
-    languages = detect_language(texts)
+    if hasattr(classifier, "named_steps") and "prepare" in classifier.named_steps:
+        # Clean once: the pipeline's own first step prepares the text, the rest of the pipeline, sentiment and
+        # language detection all read that same prepared text.
+        texts = classifier.named_steps["prepare"].transform(inputs)
+        predictor = classifier[1:]
+    else:
+        texts = list(frame["subject"].fillna("") + "\n" + frame["description"].fillna(""))
+        predictor = classifier
+    # Language detection runs in Rust without the GIL, so it overlaps the (GIL-bound) classifier on another core.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lang") as pool:
+        languages_future = pool.submit(detect_language, texts)
+        proba = predictor.predict_proba(texts if predictor is not classifier else inputs)
+        classes = np.asarray(classifier.classes_, dtype=object)
+        order = np.argsort(-proba, axis=1)[:, :3]
+        sentiment_scores = sentiment_model.score(texts)
+        sentiments = label_scores(sentiment_scores)
+        languages = languages_future.result()
     rows = []
     for i, (ticket_id, updated_at, tags) in enumerate(zip(frame["id"], frame["updated_at"], frame["tags"],
                                                           strict=True)):
