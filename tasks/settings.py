@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     spike_dispersion_hours: int = Field(168, ge=24, description="Hours of residuals for the pooled NB dispersion.")
     spike_min_dispersion: float = Field(0.02, ge=0, description="Floor of the NB dispersion α.")
     spike_max_dispersion: float = Field(2.0, gt=0, description="Ceiling of the NB dispersion α.")
+    spike_default_dispersion: float = Field(
+        0.2, ge=0, description="NB dispersion used until there is enough volume to estimate it."
+    )
+    spike_min_expected: float = Field(0.2, gt=0, description="Floor of the expected count (sparse categories).")
     spike_fdr: float = Field(0.01, gt=0, lt=1, description="Benjamini-Hochberg false-discovery rate per hour.")
     spike_min_count: int = Field(5, ge=1, description="Fewer tickets than this never page.")
     spike_min_ratio: float = Field(2.0, ge=1, description="Observed/expected below this never pages.")
