@@ -11,7 +11,7 @@ sent, exactly as the hourly flow does. Scored against ``GroundTruth.incidents``:
 * precision = matching alerts / all alerts opened; false alerts are counted per 1,000 category-hours over the
   quiet category-hours (series × hours outside every incident on that series, after warm-up).
 
-Usage: ``python -m bench.spike_bench [--days 84] [--tickets-per-day 3000 1000] [--incidents 30] [--seed 7]``
+Usage: ``python -m bench.spike_bench [--days 56] [--tickets-per-day 3000 1000] [--incidents 24] [--seed 7]``
 """
 
 from __future__ import annotations
@@ -135,9 +135,9 @@ def run(days: int, tickets_per_day: int, incidents: int, seed: int, params: Spik
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=84)
+    parser.add_argument("--days", type=int, default=56)
     parser.add_argument("--tickets-per-day", type=int, nargs="+", default=[3000, 1000])
-    parser.add_argument("--incidents", type=int, default=30)
+    parser.add_argument("--incidents", type=int, default=24)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     from tasks.settings import load_settings
