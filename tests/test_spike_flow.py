@@ -8,9 +8,18 @@ from datetime import timedelta
 import pytest
 
 from tasks.settings import get_settings
-from tests.test_spike_alerts import SPIKE_AT, receiver, seed  # noqa: F401 (receiver is a fixture)
+from tests.test_spike_alerts import SPIKE_AT, Receiver, seed
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def slack():
+    r = Receiver()
+    r.thread.start()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
 
 
 @pytest.fixture
@@ -26,20 +35,20 @@ def flow_env(monkeypatch, sqlite_url, tmp_path):
     get_settings.cache_clear()
 
 
-def test_spike_flow_survives_slack_failure_and_retries(prefect_harness, flow_env, receiver, monkeypatch):
+def test_spike_flow_survives_slack_failure_and_retries(prefect_harness, flow_env, slack, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from flows.spikes import spike_detection
 
-    monkeypatch.setenv("TICKETLENS_SLACK_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("TICKETLENS_SLACK_WEBHOOK_URL", slack.url)
     get_settings.cache_clear()
-    receiver.statuses = [500]
+    slack.statuses = [500]
     first = spike_detection(as_of=SPIKE_AT + timedelta(hours=1))
     assert first["opened"] == 1 and first["slack"]["failed"] == 1
     second = spike_detection(as_of=SPIKE_AT + timedelta(hours=2))
     assert second["opened"] == 0 and second["slack"]["sent"] == 1
-    assert [r["status"] for r in receiver.requests] == [500, 200]
+    assert [r["status"] for r in slack.requests] == [500, 200]
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["spike-alerts"])))
     latest = max(artifacts, key=lambda a: a.created)
