@@ -51,7 +51,7 @@ class SpikeParams:
     min_dispersion: float = 0.02
     max_dispersion: float = 2.0
     default_dispersion: float = 0.2
-    fdr: float = 0.01
+    fdr: float = 0.002
     min_count: int = 5
     min_ratio: float = 2.0
     min_expected: float = 0.2

@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         0.2, ge=0, description="NB dispersion used until there is enough volume to estimate it."
     )
     spike_min_expected: float = Field(0.2, gt=0, description="Floor of the expected count (sparse categories).")
-    spike_fdr: float = Field(0.01, gt=0, lt=1, description="Benjamini-Hochberg false-discovery rate per hour.")
+    spike_fdr: float = Field(0.002, gt=0, lt=1, description="Benjamini-Hochberg false-discovery rate per hour.")
     spike_min_count: int = Field(5, ge=1, description="Fewer tickets than this never page.")
     spike_min_ratio: float = Field(2.0, ge=1, description="Observed/expected below this never pages.")
     spike_window_hours: int = Field(3, ge=1, le=12, description="Also test sums over the last 2..N hours.")
