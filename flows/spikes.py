@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 
 from tasks.ingest import prepare_warehouse
 from tasks.settings import get_settings
-from tasks.spikes import detect_spikes_task, publish_spike_report, send_slack_alerts
+from tasks.spikes import describe_hours, detect_spikes_task, publish_spike_report, send_slack_alerts
 
 
 @flow(name="spike-detection", log_prints=True)
@@ -26,7 +26,7 @@ def spike_detection(as_of: datetime | None = None) -> dict:
     summary = detect_spikes_task(settings, run_id, as_of)
     sent = send_slack_alerts(settings)
     publish_spike_report(settings, summary, sent)
-    print(f"spike detection for the hour(s) ending {', '.join(summary['hours'])}: {summary['opened']} opened, "
+    print(f"spike detection for the hour(s) ending {describe_hours(summary['hours'])}: {summary['opened']} opened, "
           f"{summary['grew']} grew, {summary['resolved']} resolved; Slack {sent}")
     return {**summary, "slack": sent}
 

@@ -198,6 +198,15 @@ def _queue_message(conn: sa.Connection, alert_id: int, kind: str, hour: datetime
 # ------------------------------------------------------------------------------------------------ tasks
 
 
+def describe_hours(hour_ends: list[str]) -> str:
+    """"2026-08-31T00:00 (1 hour)" or "2026-08-01T01:00 … 2026-08-31T00:00 (720 hours)" for logs and reports."""
+    if not hour_ends:
+        return "no hours"
+    first, last = hour_ends[0][:16], hour_ends[-1][:16]
+    n = len(hour_ends)
+    return f"{first} (1 hour)" if n == 1 else f"{first} … {last} ({n} hours)"
+
+
 def hours_to_evaluate(as_of: datetime, watermark: datetime | None, max_catchup: int) -> list[datetime]:
     """Hour ends to evaluate, oldest first: those after the watermark up to ``as_of`` (capped)."""
     as_of = floor_hour(as_of)
@@ -312,7 +321,7 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
     summary["dispersion"] = float(detections["dispersion"].iloc[0])
     summary["baseline"] = str(detections["baseline"].iloc[0])
     logger.info("spike detection for %s: %d opened, %d grew, %d resolved (dispersion α=%.3f, baseline %s)",
-                ", ".join(summary["hours"]), summary["opened"], summary["grew"], summary["resolved"],
+                describe_hours(summary["hours"]), summary["opened"], summary["grew"], summary["resolved"],
                 summary["dispersion"], summary["baseline"])
     return summary
 
@@ -395,7 +404,7 @@ def current_alert_rows(warehouse_url: str, since: datetime) -> list[dict[str, An
 
 def alerts_markdown(rows: list[dict[str, Any]], summary: dict[str, Any], sent: dict[str, int]) -> str:
     lines = [f"# Spike alerts ({summary['as_of']})", "",
-             f"Evaluated hour(s) ending {', '.join(summary['hours'])}"
+             f"Evaluated hour(s) ending {describe_hours(summary['hours'])}"
              + (" (already evaluated: report only)" if summary.get("replay") else "")
              + f"; pooled NB dispersion α = {summary.get('dispersion', float('nan')):.3f}, "
              f"baseline {summary.get('baseline')}.",
