@@ -127,6 +127,48 @@ class Settings(BaseSettings):
     writeback_job_polls: int = Field(5, ge=0, description="Job-status polls per run before leaving it for later.")
     writeback_poll_interval_seconds: float = Field(1.0, ge=0)
 
+    # --- spike detection and Slack alerts ------------------------------------------------------------------
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack incoming-webhook URL; unset → alerts are stored and logged, not sent."
+    )
+    slack_timeout_seconds: int = Field(10, gt=0, description="Timeout of one Slack webhook request.")
+    reports_dir: str = Field("var/reports", description="Where spike charts (PNG) are written.")
+    spike_chart_base_url: str | None = Field(
+        None, description="If the reports dir is served over HTTP(S), its URL: charts become image artifacts."
+    )
+    spike_baseline_weeks: int = Field(4, ge=1, le=12, description="Trailing weeks of the hour-of-week baseline.")
+    spike_min_weeks_for_weekly: int = Field(
+        2, ge=1, description="Fewer weeks of history → hour-of-day profile of the last 7 days instead."
+    )
+    spike_level_hours: int = Field(72, ge=1, description="Window of the recent-level correction.")
+    spike_level_prior: float = Field(10.0, gt=0, description="Pseudo-tickets shrinking the level towards 1.")
+    spike_share_prior: float = Field(
+        200.0, ge=0, description="Pseudo-tickets shrinking a category's hour-of-week share to its overall share."
+    )
+    spike_dispersion_hours: int = Field(168, ge=24, description="Hours of residuals for the pooled NB dispersion.")
+    spike_min_dispersion: float = Field(0.02, ge=0, description="Floor of the NB dispersion α.")
+    spike_max_dispersion: float = Field(2.0, gt=0, description="Ceiling of the NB dispersion α.")
+    spike_default_dispersion: float = Field(
+        0.2, ge=0, description="NB dispersion used until there is enough volume to estimate it."
+    )
+    spike_min_expected: float = Field(0.2, gt=0, description="Floor of the expected count (sparse categories).")
+    spike_fdr: float = Field(0.002, gt=0, lt=1, description="Benjamini-Hochberg false-discovery rate per hour.")
+    spike_min_count: int = Field(5, ge=1, description="Fewer tickets than this never page.")
+    spike_min_ratio: float = Field(2.0, ge=1, description="Observed/expected below this never pages.")
+    spike_window_hours: int = Field(3, ge=1, le=12, description="Also test sums over the last 2..N hours.")
+    spike_min_history_hours: int = Field(72, ge=0, description="No paging before this much data exists.")
+    spike_min_category_history_hours: int = Field(
+        48, ge=0, description="A category first seen more recently is 'new' and needs new_category_min_count."
+    )
+    spike_new_category_min_count: int = Field(20, ge=1, description="Tickets/hour for a new category to page.")
+    spike_growth_factor: float = Field(
+        2.0, gt=1, description="An ongoing alert is announced again when its hourly count grows this much."
+    )
+    spike_resolve_after_hours: int = Field(2, ge=1, description="Quiet hours before an alert resolves.")
+    spike_max_catchup_hours: int = Field(
+        6, ge=1, description="Hours evaluated in one run after the pipeline missed some (oldest first)."
+    )
+
     @field_validator("ingest_initial_start_time")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
@@ -137,6 +179,25 @@ class Settings(BaseSettings):
     @field_validator("helpdesk_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("slack_webhook_url", mode="before")
+    @classmethod
+    def _webhook(cls, value):
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or str(raw).strip() == "":
+            return None
+        if not str(raw).startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL (Slack incoming webhooks start with https://hooks.slack.com/)")
+        return value
+
+    @field_validator("spike_chart_base_url")
+    @classmethod
+    def _chart_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")

@@ -261,3 +261,50 @@ backfill_partitions = sa.Table(
     sa.Column("finished_at", UTCDateTime, nullable=False),
     sa.Column("run_id", sa.String(64)),
 )
+
+# ------------------------------------------------------------------------------------ spike alerts + Slack
+
+spike_alerts = sa.Table(
+    "spike_alerts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("series", sa.String(128), nullable=False),  # a leaf category key or a parent category key
+    sa.Column("kind", sa.String(8), nullable=False),  # leaf | parent
+    sa.Column("parent_category", sa.String(64)),
+    sa.Column("started_at", UTCDateTime, nullable=False),  # start of the first flagged hour
+    sa.Column("state", sa.String(16), nullable=False),  # open | ongoing | resolved
+    sa.Column("last_spike_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime),
+    # The latest flagged hour's numbers, the peak, and the hourly count the last message announced.
+    sa.Column("observed", sa.Integer, nullable=False),
+    sa.Column("expected", sa.Float, nullable=False),
+    sa.Column("ratio", sa.Float, nullable=False),
+    sa.Column("p_value", sa.Float, nullable=False),
+    sa.Column("peak_observed", sa.Integer, nullable=False),
+    sa.Column("notified_observed", sa.Integer, nullable=False),
+    sa.Column("hours_flagged", sa.Integer, nullable=False),
+    sa.Column("chart_path", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.UniqueConstraint("series", "started_at"),
+    sa.Index("ix_spike_alerts_state", "state"),
+)
+
+slack_messages = sa.Table(
+    "slack_messages",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.BigInteger, sa.ForeignKey("spike_alerts.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # opened | grew | resolved
+    sa.Column("hour", UTCDateTime, nullable=False),  # the evaluated hour that produced it
+    sa.Column("text", sa.Text, nullable=False),  # fallback text (notifications); PII-masked
+    sa.Column("blocks", JSONType, nullable=False),  # Block Kit
+    sa.Column("status", sa.String(16), nullable=False),  # pending | sent | failed | not_sent
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("alert_id", "kind", "hour"),
+    sa.Index("ix_slack_messages_status", "status"),
+)

@@ -1,0 +1,35 @@
+"""``spike-detection`` flow: count tickets per category and hour → detect spikes → alert lifecycle → Slack.
+
+Runs inside ``hourly-pipeline`` after write-back (and can run alone, e.g. to re-check an hour). ``as_of`` is the
+end of the evaluated hour (UTC; default the last complete hour); a missed hour is caught up on the next run.
+A Slack failure never fails the run: the message stays in ``slack_messages`` and is retried next run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import uuid4
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from tasks.ingest import prepare_warehouse
+from tasks.settings import get_settings
+from tasks.spikes import describe_hours, detect_spikes_task, publish_spike_report, send_slack_alerts
+
+
+@flow(name="spike-detection", log_prints=True)
+def spike_detection(as_of: datetime | None = None) -> dict:
+    settings = get_settings()
+    run_id = str(flow_run.id or uuid4())
+    prepare_warehouse(settings.warehouse_url)
+    summary = detect_spikes_task(settings, run_id, as_of)
+    sent = send_slack_alerts(settings)
+    publish_spike_report(settings, summary, sent)
+    print(f"spike detection for the hour(s) ending {describe_hours(summary['hours'])}: {summary['opened']} opened, "
+          f"{summary['grew']} grew, {summary['resolved']} resolved; Slack {sent}")
+    return {**summary, "slack": sent}
+
+
+if __name__ == "__main__":
+    spike_detection()

@@ -1,0 +1,481 @@
+"""Hourly spike detection per category: a pure, Prefect-free detector and the alert lifecycle rules.
+
+Model, per series (every leaf category and every parent category), for the evaluated hour ``t``:
+
+* **Seasonal baseline.** The expected *total* volume at ``t`` is the trimmed mean of the total at the same hour
+  of week over the trailing ``baseline_weeks`` weeks (hour of day over the last 7 days when there are fewer than
+  ``min_weeks_for_weekly`` weeks of history; a flat mean before that). The series' share of the total at that
+  slot is its own share in those same past hours, shrunk towards its overall share of the trailing weeks
+  (``share_prior`` pseudo-tickets), so sparse categories borrow the pooled profile while big ones keep their own.
+* **Recent level.** The baseline times ``(observed + a) / (baseline + a)`` over the last ``level_hours``
+  (``a = level_prior``): a category that grew last week is not an incident this week.
+* **Robustness.** Hours inside past alerts (``exclude``) are left out of every sum; the weekly means are
+  trimmed, so a spike that was never alerted cannot inflate the baseline either.
+* **Test.** Upper tail of a negative binomial with mean ``expected`` and variance ``μ + α μ²``; α is estimated
+  by moments from the one-step-ahead residuals of all leaf series over the last ``dispersion_hours`` (pooled), so
+  it covers both real over-dispersion and the baseline's own estimation error. Benjamini-Hochberg across the
+  series tested in the hour (``fdr``), then the guards: at least ``min_count`` tickets and ``min_ratio`` × the
+  expected count.
+* **Short history.** No paging before ``min_history_hours`` of data; a category first seen less than
+  ``min_category_history_hours`` ago (a new leaf, or one with no history at all) pages only from
+  ``new_category_min_count`` tickets in the hour. A parent is not paged while one of its leaves is spiking or
+  has an open alert: the leaf's alert already says it.
+
+Everything here takes and returns plain DataFrames; ``tasks/spikes.py`` does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+HOUR = timedelta(hours=1)
+WEEK_HOURS = 168
+
+
+@dataclass(frozen=True)
+class SpikeParams:
+    """Detector thresholds; ``tasks.settings.Settings`` holds the deployed values (``TICKETLENS_SPIKE_*``)."""
+
+    baseline_weeks: int = 4
+    min_weeks_for_weekly: int = 2
+    level_hours: int = 72
+    level_prior: float = 10.0
+    share_prior: float = 200.0
+    dispersion_hours: int = 168
+    min_dispersion: float = 0.02
+    max_dispersion: float = 2.0
+    default_dispersion: float = 0.2
+    fdr: float = 0.002
+    min_count: int = 5
+    min_ratio: float = 2.0
+    min_expected: float = 0.2
+    window_hours: int = 3
+    min_history_hours: int = 72
+    min_category_history_hours: int = 48
+    new_category_min_count: int = 20
+
+    def __post_init__(self) -> None:
+        if self.baseline_weeks < 1 or self.min_weeks_for_weekly < 1:
+            raise ValueError("baseline_weeks and min_weeks_for_weekly must be at least 1")
+        if not 0 < self.fdr < 1:
+            raise ValueError(f"fdr must be in (0, 1), got {self.fdr}")
+        if self.min_ratio < 1:
+            raise ValueError(f"min_ratio must be at least 1, got {self.min_ratio}")
+        if self.min_dispersion < 0 or self.max_dispersion < self.min_dispersion:
+            raise ValueError("need 0 <= min_dispersion <= max_dispersion")
+
+    @property
+    def lookback_hours(self) -> int:
+        """Hours of counts before the evaluated hour that the detector reads."""
+        return self.baseline_weeks * WEEK_HOURS + self.dispersion_hours + self.level_hours
+
+
+# ------------------------------------------------------------------------------------------------ counting
+
+
+def floor_hour(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise ValueError(f"naive datetime {ts!r}; use UTC-aware datetimes")
+    ts = ts.astimezone(UTC)
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def last_complete_hour_end(now: datetime | None = None) -> datetime:
+    """The default ``as_of``: the end of the last complete hour before ``now`` (UTC)."""
+    return floor_hour(now or datetime.now(UTC))
+
+
+def hourly_counts(
+    events: pd.DataFrame, start: datetime, end: datetime, parents: Mapping[str, str]
+) -> pd.DataFrame:
+    """Tickets per hour [start, end) by leaf and by parent category, zero hours and zero categories included.
+
+    ``events`` has ``created_at`` (UTC) and ``category`` (leaf key); ``parents`` maps every known leaf to its
+    parent. Leaves outside ``parents`` (e.g. a category a newer model predicts) still get their own column and
+    count towards the parent given in an optional ``parent_category`` column.
+    """
+    start, end = floor_hour(start), floor_hour(end)
+    index = pd.date_range(start, end, freq="h", inclusive="left", tz=UTC)
+    leaves = list(parents)
+    parent_of = dict(parents)
+    if len(events):
+        created = pd.to_datetime(events["created_at"], utc=True)
+        inside = (created >= start) & (created < end)
+        frame = pd.DataFrame({"hour": created[inside].dt.floor("h"),
+                              "category": events.loc[inside, "category"].astype(str)})
+        if "parent_category" in events:
+            for leaf, parent in zip(events.loc[inside, "category"], events.loc[inside, "parent_category"],
+                                    strict=True):
+                parent_of.setdefault(str(leaf), str(parent))
+        leaves += sorted(set(frame["category"]) - set(leaves))
+        leaf_counts = frame.groupby(["hour", "category"]).size().unstack(fill_value=0)
+    else:
+        leaf_counts = pd.DataFrame(index=pd.DatetimeIndex([], tz=UTC))
+    leaf_counts = leaf_counts.reindex(index=index, columns=leaves, fill_value=0).fillna(0).astype(np.int64)
+    parent_keys = sorted({parent_of.get(leaf, leaf.split(".")[0]) for leaf in leaves})
+    parent_counts = pd.DataFrame(
+        {p: leaf_counts[[leaf for leaf in leaves if parent_of.get(leaf, leaf.split(".")[0]) == p]].sum(axis=1)
+         for p in parent_keys}, index=index)
+    out = pd.concat([leaf_counts, parent_counts], axis=1)
+    out.index.name = "hour"
+    return out
+
+
+def alert_mask(index: pd.DatetimeIndex, columns: Iterable[str], alerts: Iterable[Mapping],
+               parents: Mapping[str, str]) -> pd.DataFrame:
+    """True where an hour lies inside a past alert of that series (a leaf's alert also masks its parent).
+
+    Each alert is a mapping with ``series``, ``started_at`` and ``until`` (exclusive end; None = still open).
+    """
+    mask = pd.DataFrame(False, index=index, columns=list(columns))
+    if len(index) == 0:
+        return mask
+    last = index[-1] + HOUR
+    for alert in alerts:
+        until = alert.get("until") or last
+        rows = (index >= alert["started_at"]) & (index < until)
+        for series in (alert["series"], parents.get(alert["series"])):
+            if series is not None and series in mask.columns:
+                mask.loc[rows, series] = True
+    return mask
+
+
+# ------------------------------------------------------------------------------------------------ the model
+
+
+def _trimmed_mean(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over axis 1 after cutting the lowest and highest quarter of the valid values (NaN-aware)."""
+    data = np.where(valid, values, np.nan)
+    data = np.sort(data, axis=1)  # NaN sort last
+    n = valid.sum(axis=1)
+    cut = np.floor(0.25 * n).astype(int)
+    ranks = np.arange(values.shape[1]).reshape((1, -1) + (1,) * (values.ndim - 2))
+    cut_b = cut.reshape((*cut.shape[:1], 1, *cut.shape[1:]))
+    n_b = n.reshape(cut_b.shape)
+    keep = (ranks >= cut_b) & (ranks < n_b - cut_b)
+    kept = keep.sum(axis=1)
+    total = np.where(keep, np.nan_to_num(data), 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(kept > 0, total / np.maximum(kept, 1), np.nan), n
+
+
+def _window_sum(cum: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
+    """Sum of rows [end - length, end) from a cumulative sum with a leading zero row."""
+    starts = np.maximum(ends - length, 0)
+    return cum[ends] - cum[starts]
+
+
+@dataclass
+class _Baseline:
+    expected: np.ndarray  # (targets, series)
+    method: np.ndarray  # (targets,) "hour_of_week" | "hour_of_day" | "flat" | "none"
+
+
+def _baseline(y: np.ndarray, usable: np.ndarray, leaf_cols: np.ndarray, first: int, targets: np.ndarray,
+              p: SpikeParams) -> _Baseline:
+    """Seasonal baseline × recent level for each target row (vectorised over targets and series)."""
+    n_rows, n_series = y.shape
+    total = y[:, leaf_cols].sum(axis=1).astype(float)
+    has_data = np.arange(n_rows) >= first
+    use = usable & has_data[:, None]
+
+    # ---- seasonal expected total and slot share, at every row that the level window needs
+    need = np.arange(max(int(targets.min()) - p.level_hours, 0), int(targets.max()) + 1)
+
+    def slot_values(lags: np.ndarray):
+        idx = need[:, None] - lags[None, :]
+        ok = (idx >= first) & (idx >= 0)
+        idx_c = np.clip(idx, 0, n_rows - 1)
+        tot = total[idx_c]
+        mean_tot, n_valid = _trimmed_mean(tot, ok)
+        u = use[idx_c] & ok[:, :, None]  # (rows, lags, series)
+        ys = np.where(u, y[idx_c], 0).sum(axis=1)
+        ts = np.where(u, tot[:, :, None], 0).sum(axis=1)
+        return mean_tot, n_valid, ys, ts
+
+    weekly = slot_values(WEEK_HOURS * np.arange(1, p.baseline_weeks + 1))
+    daily = slot_values(24 * np.arange(1, 8))
+    use_weekly = weekly[1] >= p.min_weeks_for_weekly
+    use_daily = ~use_weekly & (daily[1] >= 1)
+    mean_tot = np.where(use_weekly, weekly[0], np.where(use_daily, daily[0], np.nan))
+    slot_y = np.where(use_weekly[:, None], weekly[2], daily[2])
+    slot_t = np.where(use_weekly[:, None], weekly[3], daily[3])
+
+    # overall share of each series over the trailing baseline window (usable hours only)
+    cum_y = np.vstack([np.zeros((1, n_series)), np.cumsum(np.where(use, y, 0), axis=0)])
+    cum_t = np.vstack([np.zeros((1, n_series)), np.cumsum(np.where(use, total[:, None], 0), axis=0)])
+    span = p.baseline_weeks * WEEK_HOURS
+    win_y, win_t = _window_sum(cum_y, need, span), _window_sum(cum_t, need, span)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(win_t > 0, win_y / np.maximum(win_t, 1e-12), 0.0)
+        slot_share = (slot_y + p.share_prior * share) / (slot_t + p.share_prior)
+        # flat fallback for the first day: the mean total per data hour so far
+        cum_total = np.concatenate([[0.0], np.cumsum(np.where(has_data, total, 0))])
+        hours_so_far = np.maximum(need - first, 0)
+        flat = np.where(hours_so_far > 0, (cum_total[need] - cum_total[np.minimum(need, max(first, 0))])
+                        / np.maximum(hours_so_far, 1), 0.0)
+    method_need = np.where(use_weekly, "hour_of_week", np.where(use_daily, "hour_of_day", "flat"))
+    mean_tot = np.where(np.isnan(mean_tot), flat, mean_tot)
+    base = slot_share * mean_tot[:, None]  # (need, series)
+
+    # ---- recent level over the previous level_hours (usable hours), shrunk towards 1
+    full_base = np.zeros((n_rows, n_series))
+    full_base[need] = base
+    cum_obs = np.vstack([np.zeros((1, n_series)), np.cumsum(np.where(use, y, 0), axis=0)])
+    cum_exp = np.vstack([np.zeros((1, n_series)), np.cumsum(np.where(use, full_base, 0), axis=0)])
+    obs_recent = _window_sum(cum_obs, targets, p.level_hours)
+    exp_recent = _window_sum(cum_exp, targets, p.level_hours)
+    level = (obs_recent + p.level_prior) / (exp_recent + p.level_prior)
+    pos = targets - need[0]
+    expected = base[pos] * level
+    method = np.where(targets > first, method_need[pos], "none")
+    return _Baseline(expected=expected, method=method)
+
+
+def estimate_dispersion(observed: np.ndarray, expected: np.ndarray, p: SpikeParams) -> float:
+    """Pooled NB dispersion α by moments: Σ[(y-μ)² - y] / Σ μ², clipped to [min, max]."""
+    ok = np.isfinite(expected) & np.isfinite(observed) & (expected > 0)
+    mu, y = expected[ok], observed[ok]
+    denom = float((mu**2).sum())
+    if denom < 50.0:  # too little volume to say: stay conservative
+        return p.default_dispersion
+    alpha = float((((y - mu) ** 2) - y).sum() / denom)
+    return float(np.clip(alpha, p.min_dispersion, p.max_dispersion))
+
+
+def nb_upper_pvalue(observed: np.ndarray, expected: np.ndarray, alpha: float) -> np.ndarray:
+    """P(Y ≥ observed) for Y ~ NB(mean=expected, var=μ+αμ²); Poisson when α is 0."""
+    observed = np.asarray(observed, dtype=float)
+    expected = np.asarray(expected, dtype=float)
+    if alpha <= 0:
+        return stats.poisson.sf(observed - 1, expected)
+    size = 1.0 / alpha
+    return stats.nbinom.sf(observed - 1, size, size / (size + expected))
+
+
+def nb_upper_pvalue_vec(observed: np.ndarray, expected: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``nb_upper_pvalue`` with one dispersion per element."""
+    alpha = np.maximum(np.asarray(alpha, dtype=float), 1e-9)
+    size = 1.0 / alpha
+    return stats.nbinom.sf(np.asarray(observed, dtype=float) - 1, size, size / (size + expected))
+
+
+def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
+    """BH-adjusted q-values (NaN stays NaN)."""
+    pvalues = np.asarray(pvalues, dtype=float)
+    out = np.full_like(pvalues, np.nan)
+    ok = np.isfinite(pvalues)
+    if ok.any():
+        out[ok] = stats.false_discovery_control(pvalues[ok], method="bh")
+    return out
+
+
+def detect_spikes(
+    counts: pd.DataFrame,
+    as_of: datetime,
+    *,
+    parents: Mapping[str, str],
+    params: SpikeParams | None = None,
+    exclude: pd.DataFrame | None = None,
+    active: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Evaluate the hour ``[as_of - 1h, as_of)`` for every series in ``counts``.
+
+    ``counts``: hourly counts (``hourly_counts``) covering at least the evaluated hour; earlier rows are the
+    history (``params.lookback_hours`` are used). ``parents`` maps leaf → parent; every other column is a
+    parent series. ``exclude``: True for past alert hours (``alert_mask``). ``active``: series with an open
+    alert (their parent is not paged). Returns one row per series with ``observed``, ``expected``, ``ratio``,
+    ``p_value``, ``q_value``, ``dispersion``, ``baseline``, ``status`` and ``is_spike``.
+    """
+    p = params or SpikeParams()
+    hour = floor_hour(as_of) - HOUR
+    if hour not in counts.index:
+        raise ValueError(f"the counts do not cover the evaluated hour {hour.isoformat()} "
+                         f"(they span {counts.index.min()} .. {counts.index.max()})")
+    counts = counts.loc[hour - p.lookback_hours * HOUR: hour]
+    columns = list(counts.columns)
+    leaf_cols = np.array([c in parents for c in columns])
+    if not leaf_cols.any():
+        raise ValueError("no leaf category columns in the counts (none of them is a key of `parents`)")
+    y = counts.to_numpy(dtype=float)
+    usable = np.ones_like(y, dtype=bool)
+    if exclude is not None:
+        ex = exclude.reindex(index=counts.index, columns=columns, fill_value=False).fillna(False)
+        usable = ~ex.to_numpy(dtype=bool)
+    total = y[:, leaf_cols].sum(axis=1)
+    nonzero = np.flatnonzero(total > 0)
+    t = len(counts) - 1
+    first = int(nonzero[0]) if len(nonzero) else t
+    first = min(first, t)
+
+    disp_targets = np.arange(max(t - p.dispersion_hours, first + 1), t)
+    warm = disp_targets[disp_targets - first >= p.min_history_hours]
+    targets = np.concatenate([warm, [t]]).astype(int)
+    base = _baseline(y, usable, leaf_cols, first, targets, p)
+    observed = y[t]
+    expected = np.maximum(base.expected[-1], 0.0)
+
+    hist_y = y[warm][:, leaf_cols]
+    hist_mu = base.expected[:-1][:, leaf_cols]
+    hist_ok = usable[warm][:, leaf_cols]
+    alpha = estimate_dispersion(np.where(hist_ok, hist_y, np.nan), np.where(hist_ok, hist_mu, np.nan), p)
+
+    mu = np.maximum(expected, p.min_expected)
+    # Windows ending now (1..window_hours hours): a sustained 3× surge on a small category is invisible in
+    # any one hour but not over three. Bonferroni over the windows, then BH over the series.
+    pvals = nb_upper_pvalue(observed, mu, alpha)
+    window = np.ones(len(columns), dtype=int)
+    win_obs, win_mu = observed.copy(), mu.copy()
+    best_obs, best_mu = observed.copy(), mu.copy()
+    sq = mu**2
+    n_windows = 1
+    for k in range(2, p.window_hours + 1):
+        row = t - (k - 1)
+        pos = np.flatnonzero(targets == row)
+        if len(pos) == 0:
+            break
+        n_windows += 1
+        win_obs = win_obs + y[row]
+        win_mu = win_mu + np.maximum(base.expected[pos[0]], p.min_expected)
+        sq = sq + np.maximum(base.expected[pos[0]], p.min_expected) ** 2
+        # sum of independent NB(μ_i, α): mean Σμ, variance Σμ + αΣμ² → an NB with α' = αΣμ²/(Σμ)²
+        pk = nb_upper_pvalue_vec(win_obs, win_mu, alpha * sq / win_mu**2)
+        # an earlier hour inside a past alert does not count towards a new one
+        clean = usable[t - (k - 1):t].all(axis=0)
+        better = clean & (pk < pvals)
+        pvals = np.where(better, pk, pvals)
+        window = np.where(better, k, window)
+        best_obs = np.where(better, win_obs, best_obs)
+        best_mu = np.where(better, win_mu, best_mu)
+    pvals = np.minimum(pvals * n_windows, 1.0)
+    history_hours = t - first
+    first_seen = np.array([np.flatnonzero(y[:t, j] > 0)[0] if (y[:t, j] > 0).any() else t
+                           for j in range(len(columns))])
+    category_hours = t - first_seen
+    warming = np.full(len(columns), history_hours < p.min_history_hours)
+    new = category_hours < p.min_category_history_hours
+    testable = ~warming
+    pvals = np.where(testable, pvals, np.nan)
+    qvals = benjamini_hochberg(pvals)
+    ratio = observed / mu
+    window_ratio = best_obs / best_mu
+    significant = (testable & (qvals <= p.fdr) & (best_obs >= p.min_count) & (window_ratio >= p.min_ratio)
+                   & (ratio >= 1.0))
+    significant &= ~new | (observed >= p.new_category_min_count)
+
+    status = np.where(warming, "warming_up", np.where(new, "new_category", "normal")).astype(object)
+    status[significant] = "spike"
+    spiking = {c for c, s in zip(columns, significant, strict=True) if s} | set(active)
+    children: dict[str, list[str]] = {}
+    for leaf, parent in parents.items():
+        children.setdefault(parent, []).append(leaf)
+    for j, col in enumerate(columns):
+        if not leaf_cols[j] and significant[j] and any(ch in spiking for ch in children.get(col, [])):
+            significant[j] = False
+            status[j] = "covered_by_leaf"
+
+    return pd.DataFrame({
+        "series": columns,
+        "kind": np.where(leaf_cols, "leaf", "parent"),
+        "parent": [parents.get(c) for c in columns],
+        "hour": hour,
+        "observed": observed.astype(int),
+        "expected": expected,
+        "ratio": ratio,
+        "p_value": pvals,
+        "window_hours": window,
+        "window_observed": best_obs.astype(int),
+        "window_expected": best_mu,
+        "q_value": qvals,
+        "dispersion": alpha,
+        "baseline": base.method[-1],
+        "status": status,
+        "is_spike": significant,
+    })
+
+
+# ------------------------------------------------------------------------------------------------ lifecycle
+
+
+@dataclass(frozen=True)
+class LifecycleParams:
+    growth_factor: float = 2.0  # an ongoing alert is re-announced when its hourly count grows this much
+    resolve_after_hours: int = 2  # quiet hours before an alert resolves (one dip does not end an incident)
+
+
+@dataclass
+class Alert:
+    """One incident of one series, from its first flagged hour to its resolution."""
+
+    series: str
+    started_at: datetime
+    state: str = "open"  # open → ongoing → resolved
+    last_spike_at: datetime | None = None
+    resolved_at: datetime | None = None
+    observed: int = 0
+    expected: float = 0.0
+    ratio: float = 0.0
+    p_value: float = 1.0
+    peak_observed: int = 0
+    notified_observed: int = 0
+    hours_flagged: int = 0
+    id: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notification:
+    kind: str  # opened | grew | resolved
+    alert: Alert
+    hour: datetime
+
+
+def advance_alerts(open_alerts: Iterable[Alert], detections: pd.DataFrame, hour: datetime,
+                   params: LifecycleParams | None = None) -> tuple[list[Alert], list[Notification]]:
+    """Apply one evaluated hour to the open alerts: open, continue, grow, resolve.
+
+    Returns every alert that changed (new ones included) and the messages to send: one ``opened`` per
+    incident, ``grew`` only when the hourly count reached ``growth_factor`` × the last announced count, and one
+    ``resolved`` after ``resolve_after_hours`` hours without a flagged hour.
+    """
+    lp = params or LifecycleParams()
+    by_series = {a.series: a for a in open_alerts if a.state != "resolved"}
+    changed: list[Alert] = []
+    notes: list[Notification] = []
+    flagged = detections[detections["is_spike"].astype(bool)]
+    for row in flagged.itertuples(index=False):
+        current = by_series.get(row.series)
+        values = {"observed": int(row.observed), "expected": float(row.expected), "ratio": float(row.ratio),
+                  "p_value": float(row.p_value)}
+        if current is None:
+            alert = Alert(series=row.series, started_at=hour, state="open", last_spike_at=hour,
+                          peak_observed=int(row.observed), notified_observed=int(row.observed), hours_flagged=1,
+                          **values)
+            by_series[row.series] = alert
+            changed.append(alert)
+            notes.append(Notification("opened", alert, hour))
+            continue
+        if current.last_spike_at is not None and hour <= current.last_spike_at:
+            continue  # this hour was applied already (a re-run): nothing changes, nothing is sent twice
+        alert = replace(current, state="ongoing", last_spike_at=hour, hours_flagged=current.hours_flagged + 1,
+                        peak_observed=max(current.peak_observed, int(row.observed)), **values)
+        if alert.observed >= lp.growth_factor * max(current.notified_observed, 1):
+            alert.notified_observed = alert.observed
+            notes.append(Notification("grew", alert, hour))
+        by_series[row.series] = alert
+        changed.append(alert)
+    flagged_series = set(flagged["series"])
+    for series, alert in list(by_series.items()):
+        if series in flagged_series or alert.state == "resolved" or alert.last_spike_at is None:
+            continue
+        if hour - alert.last_spike_at >= lp.resolve_after_hours * HOUR:
+            done = replace(alert, state="resolved", resolved_at=hour)
+            changed.append(done)
+            notes.append(Notification("resolved", done, hour))
+    return changed, notes

@@ -1,0 +1,56 @@
+"""The ``spike-detection`` flow under the Prefect test harness: Slack down never fails the run, the artifact lists
+the alert, and the next run delivers the stored message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tasks.settings import get_settings
+from tests.test_spike_alerts import SPIKE_AT, Receiver, seed
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def slack():
+    r = Receiver()
+    r.thread.start()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@pytest.fixture
+def flow_env(monkeypatch, sqlite_url, tmp_path):
+    from tasks.warehouse.engine import migrate
+
+    migrate(sqlite_url)
+    seed(sqlite_url)
+    monkeypatch.setenv("TICKETLENS_WAREHOUSE_URL", sqlite_url)
+    monkeypatch.setenv("TICKETLENS_REPORTS_DIR", str(tmp_path / "reports"))
+    get_settings.cache_clear()
+    yield sqlite_url
+    get_settings.cache_clear()
+
+
+def test_spike_flow_survives_slack_failure_and_retries(prefect_harness, flow_env, slack, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.spikes import spike_detection
+
+    monkeypatch.setenv("TICKETLENS_SLACK_WEBHOOK_URL", slack.url)
+    get_settings.cache_clear()
+    slack.statuses = [500]
+    first = spike_detection(as_of=SPIKE_AT + timedelta(hours=1))
+    assert first["opened"] == 1 and first["slack"]["failed"] == 1
+    second = spike_detection(as_of=SPIKE_AT + timedelta(hours=2))
+    assert second["opened"] == 0 and second["slack"]["sent"] == 1
+    assert [r["status"] for r in slack.requests] == [500, 200]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["spike-alerts"])))
+    latest = max(artifacts, key=lambda a: a.created)
+    assert "App & technical › App crashes" in latest.data and "| ongoing |" in latest.data
+    assert "s3cr3t" not in latest.data
