@@ -90,7 +90,7 @@ def cross_validated_accuracy(training: ReasonTrainingSet, folds: int = 5, seed: 
 def classify_reasons(model, comments: Sequence[str | None], min_confidence: float = 0.3) -> pd.DataFrame:
     """Theme and confidence per comment; empty comments get no theme (None)."""
     comments = list(comments)
-    present = [i for i, c in enumerate(comments) if c is not None and str(c).strip()]
+    present = [i for i, c in enumerate(comments) if isinstance(c, str) and c.strip()]
     theme: list[str | None] = [None] * len(comments)
     confidence = np.full(len(comments), np.nan)
     if present:

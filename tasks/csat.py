@@ -226,7 +226,9 @@ def replace_period(conn: sa.Connection, table: sa.Table, window: Window, rows: l
         conn.execute(sa.delete(table).where(*(table.c[k] == v for k, v in zip(key_cols, key, strict=True))))
     if rows:
         stmt = dialect_insert(conn, table)
-        columns = [c.name for c in table.columns if c.name in rows[0]]
+        present = set().union(*rows)
+        columns = [c.name for c in table.columns if c.name in present]
+        rows = [{c: row.get(c) for c in columns} for row in rows]
         stmt = stmt.on_conflict_do_update(index_elements=key_cols,
                                           set_={c: stmt.excluded[c] for c in columns if c not in key_cols})
         for i in range(0, len(rows), 1000):
