@@ -26,6 +26,7 @@ lint: install
 bench: install
 	$(UV) run python -m bench.ingest_bench
 	$(UV) run python -m bench.backfill_bench
+	$(UV) run python -m bench.csat_bench
 
 ## Classifier accuracy on the real BANKING77 dataset (../shared/data/banking77).
 bench-accuracy: install

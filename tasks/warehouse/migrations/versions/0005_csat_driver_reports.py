@@ -54,7 +54,7 @@ def upgrade() -> None:
     sa.Column('or_high', sa.Float(), nullable=True),
     sa.Column('p_value', sa.Float(), nullable=True),
     sa.Column('q_value', sa.Float(), nullable=True),
-    sa.Column('is_driver', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('is_driver', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('direction', sa.String(length=8), nullable=True),
     sa.Column('excess_bad', sa.Float(), nullable=True),
     sa.Column('driver_rank', sa.Integer(), nullable=True),
