@@ -46,7 +46,8 @@ BAD_SCORES = {"bad", "bad_with_comment"}
 GOOD_SCORES = {"good", "good_with_comment"}
 
 DRIVER_COLUMNS = ["factor", "level", "label", "n", "bad", "raw_rate", "wilson_low", "wilson_high", "shrunk_rate",
-                  "shrunk_low", "shrunk_high", "log_odds", "odds_ratio", "or_low", "or_high", "p_value", "q_value",
+                  "shrunk_low", "shrunk_high", "log_odds", "odds_ratio", "or_low", "or_high", "p_value", "factor_q",
+                  "q_value",
                   "significant", "direction", "excess_bad", "rank"]
 
 
@@ -271,6 +272,11 @@ def _fit(frame: pd.DataFrame, design: _Design, prior_ratings: float):
         return model.fit(maxiter=100)
 
 
+def _loglik(design: _Design, result, y: np.ndarray) -> float:
+    p = np.clip(special.expit(design.X @ np.asarray(result.params)), 1e-12, 1 - 1e-12)
+    return float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
 def _effect_rows(frame: pd.DataFrame, design: _Design, result, factors: Sequence[str],
                  continuous: Sequence[str]) -> list[dict]:
     params, cov = np.asarray(result.params), np.asarray(result.cov_params())
@@ -332,24 +338,59 @@ def analyse_drivers(frame: pd.DataFrame, config: DriverConfig | None = None) -> 
         return DriverReport(n, n_bad, n_bad / n if n else float("nan"), segments, empty, notes)
 
     rows = []
+    y = frame["bad"].to_numpy(float)
     agent_design = _design(frame, CATEGORICAL, CONTINUOUS, c.min_segment_ratings)
     agent_fit = _fit(frame, agent_design, c.prior_ratings)
+    full_ll = _loglik(agent_design, agent_fit, y)
     rows += _effect_rows(frame, agent_design, agent_fit, CATEGORICAL, CONTINUOUS)
+    # Stage 1 of the test: is the factor as a whole associated with bad ratings? Likelihood-ratio test of the
+    # model without it (on the real ratings; the pseudo-ratings of the prior are left out of the likelihood).
+    factor_p: dict[str, float] = {}
+    reduced_without_agent = None
+    for f in agent_design.factor_levels:
+        reduced = _design(frame, [g for g in CATEGORICAL if g != f], CONTINUOUS, c.min_segment_ratings)
+        reduced_fit = _fit(frame, reduced, c.prior_ratings)
+        if f == "agent":
+            reduced_without_agent = (reduced, reduced_fit)
+        df = agent_design.factor_slices[f].stop - agent_design.factor_slices[f].start
+        lr = max(0.0, 2 * (full_ll - _loglik(reduced, reduced_fit, y)))
+        factor_p[f] = float(stats.chi2.sf(lr, df))
+    for name, (j, _) in agent_design.continuous.items():
+        se = float(np.sqrt(np.asarray(agent_fit.cov_params())[j, j]))
+        factor_p[name] = float(2 * stats.norm.sf(abs(float(np.asarray(agent_fit.params)[j]) / se)))
     team_factors = ("category", "team", "channel", "sentiment")
     team_design = _design(frame, team_factors, CONTINUOUS, c.min_segment_ratings)
     if "team" in team_design.factor_levels:
         team_fit = _fit(frame, team_design, c.prior_ratings)
         rows += _effect_rows(frame, team_design, team_fit, ("team",), ())
+        if reduced_without_agent is None:
+            base = _design(frame, [g for g in CATEGORICAL if g != "agent"], CONTINUOUS, c.min_segment_ratings)
+            reduced_without_agent = (base, _fit(frame, base, c.prior_ratings))
+        df = team_design.factor_slices["team"].stop - team_design.factor_slices["team"].start
+        lr = max(0.0, 2 * (_loglik(team_design, team_fit, y) - _loglik(*reduced_without_agent, y)))
+        factor_p["team"] = float(stats.chi2.sf(lr, df))
     if not agent_fit.converged:
         notes.append("the logistic regression did not converge; effects are approximate")
     effects = pd.DataFrame(rows)
     if effects.empty:
         notes.append("no factor has two levels with enough ratings to compare")
         return DriverReport(n, n_bad, n_bad / n, segments, empty, notes)
+    # Benjamini-Hochberg across factors, then across the levels of each selected factor (hierarchical testing:
+    # a segment is reported only when its factor matters at all, which keeps noise across ~100 levels quiet).
+    names = list(factor_p)
+    factor_q = dict(zip(names, multipletests([factor_p[f] for f in names], alpha=c.fdr, method="fdr_bh")[1],
+                        strict=True))
     z = effects["log_odds"] / effects["se"]
     effects["p_value"] = 2 * stats.norm.sf(np.abs(z))
-    effects["q_value"] = multipletests(effects["p_value"], alpha=c.fdr, method="fdr_bh")[1]
-    effects["significant"] = effects["q_value"] <= c.fdr
+    effects["factor_q"] = effects["factor"].map(factor_q).fillna(1.0)
+    effects["q_value"] = 1.0
+    for f, idx in effects.groupby("factor").groups.items():
+        if f in CONTINUOUS:
+            effects.loc[idx, "q_value"] = effects.loc[idx, "factor_q"]
+        elif factor_q.get(f, 1.0) <= c.fdr:
+            effects.loc[idx, "q_value"] = multipletests(effects.loc[idx, "p_value"], alpha=c.fdr,
+                                                        method="fdr_bh")[1]
+    effects["significant"] = (effects["factor_q"] <= c.fdr) & (effects["q_value"] <= c.fdr)
     effects["direction"] = np.where(effects["log_odds"] > 0, "worse", "better")
     effects["odds_ratio"] = np.exp(effects["log_odds"])
     effects["or_low"] = np.exp(effects["log_odds"] - 1.96 * effects["se"])
