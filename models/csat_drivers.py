@@ -15,9 +15,10 @@ channel, predicted category and sentiment, first-reply and resolution time, reop
    model with team in place of agent (agents are nested in teams, so both cannot be estimated at once). Levels with
    fewer than ``min_segment_ratings`` ratings are pooled into ``(other)`` and never reported. A weak prior by data
    augmentation (``prior_ratings`` pseudo-ratings per level at the overall bad rate) keeps a level with no bad
-   rating from producing an infinite estimate. Each effect has a Wald 95% interval and p-value; the
-   Benjamini-Hochberg procedure controls the false discovery rate across every level of every factor.
-3. **Drivers**: effects significant at the configured FDR, ranked by *excess bad ratings attributable*: the
+   rating from producing an infinite estimate. Each effect has a Wald 95% interval and p-value. The false
+   discovery rate is controlled in two stages: Benjamini-Hochberg across factors (likelihood-ratio test of the
+   model without the factor; Wald for continuous ones), then across the levels of each selected factor.
+3. **Drivers**: worse-than-average effects passing both stages, ranked by *excess bad ratings attributable*: the
    model's expected bad ratings for the segment minus the expected count had the factor been at its reference
    (the average level; the median time; not reopened).
 
