@@ -134,3 +134,19 @@ def test_csat_drivers_flow(prefect_harness, warehouse_url, dataset, monkeypatch,
     finally:
         get_settings.cache_clear()
     assert table_counts(warehouse_url) == counts
+
+
+def test_a_window_without_ratings_reports_nothing_and_fails_nothing(prefect_harness, sqlite_url, monkeypatch,
+                                                                      tmp_path):
+    from flows.csat_drivers import csat_drivers as flow
+
+    monkeypatch.setenv("TICKETLENS_WAREHOUSE_URL", sqlite_url)
+    monkeypatch.setenv("TICKETLENS_REPORTS_DIR", str(tmp_path / "reports"))
+    get_settings.cache_clear()
+    try:
+        result = flow(start=START, end=START + timedelta(days=7))  # an empty, freshly migrated warehouse
+    finally:
+        get_settings.cache_clear()
+    assert result["ratings"] == 0 and result["drivers"].empty and result["driver_lines"] == []
+    assert len(result["charts"]) == 4
+    assert table_counts(sqlite_url)["csat_drivers"] == 0
