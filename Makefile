@@ -27,6 +27,7 @@ bench: install
 	$(UV) run python -m bench.ingest_bench
 	$(UV) run python -m bench.backfill_bench
 	$(UV) run python -m bench.spike_bench
+	$(UV) run python -m bench.csat_bench
 
 ## Classifier accuracy on the real BANKING77 dataset (../shared/data/banking77).
 bench-accuracy: install

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 import sqlalchemy as sa
@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from tasks.settings import get_settings
 from tasks.warehouse.engine import describe_url, get_engine
 
-DEMO_SIM_ARGS = ["--seed", "42", "--start", "2026-08-01", "--days", "30", "--tickets-per-day", "300"]
+DEMO_START = datetime(2026, 8, 1, tzinfo=UTC)
 DEMO_DATA_END = datetime(2026, 8, 31, tzinfo=UTC)  # the simulator's clock: the end of its data
+DEMO_SIM_ARGS = ["--seed", "42", "--start", f"{DEMO_START:%Y-%m-%d}", "--days", "30", "--tickets-per-day", "300"]
 
 
 def print_warehouse(url: str) -> None:
@@ -94,9 +95,28 @@ def print_alerts(url: str) -> None:
         print(f"    {inc.id}: {inc.category} at {inc.multiplier:.0f}× from "
               f"{datetime.fromtimestamp(inc.start, UTC):%Y-%m-%d %H:%M} for {(inc.end - inc.start) // 3600} h")
     print("  set TICKETLENS_SLACK_WEBHOOK_URL to post them; charts are in", get_settings().reports_dir)
+def print_csat(report: dict) -> None:
+    """The top CSAT drivers and what the ops reports suggest."""
+    print(f"  {report['ratings']} ratings, {report['bad']} bad; top drivers (adjusted, FDR-controlled):")
+    for line in report["driver_lines"][:8] or ["no driver found"]:
+        print("   ", line)
+    reasons = report["reasons"]
+    print("  why (bad-rating comments):", ", ".join(f"{r.label} {r.comments}" for r in reasons.head(4).itertuples()))
+    options = report["self_selection"]
+    misused = options[options["suggestion"].astype(bool)] if not options.empty else options
+    for r in misused.head(2).itertuples():
+        print(f"  menu: {r.suggestion}")
+    cands = report["auto_reply_candidates"]
+    chosen = cands[cands["is_candidate"]] if not cands.empty else cands
+    print("  auto-reply candidates:", ", ".join(f"{r.category} (~{r.deflectable_tickets} tickets)"
+                                               for r in chosen.head(5).itertuples()) or "none")
+    print(f"  charts: {', '.join(report['charts'])}")
+    print("  tables: csat_drivers, csat_reason_counts, csat_weekly_trends, self_selection_options, "
+          "auto_reply_candidates")
 
 
 def main() -> int:
+    from flows.csat_drivers import csat_drivers
     from flows.hourly_pipeline import hourly_pipeline
     from flows.ingest import ingest
     from flows.nightly_retrain import nightly_retrain
@@ -131,6 +151,10 @@ def main() -> int:
         print(f"  write-back: {hourly['push']['submitted']} tickets submitted, {hourly['poll']['done']} confirmed")
         print_routed(settings.warehouse_url)
         print_alerts(settings.warehouse_url)
+
+    print("\n=== CSAT drivers and ops reports (csat-drivers) over the demo month ...")
+    report = csat_drivers(start=DEMO_START, end=DEMO_START + timedelta(days=31))
+    print_csat(report)
     return 0
 
 

@@ -84,6 +84,8 @@ class GroundTruth:
     incidents: list[Incident] = field(default_factory=list)
     # Planted CSAT drivers: {"kind": "agent"|"category"|"resolution_time"|..., "key": ..., "effect": log-odds}
     csat_drivers: list[dict[str, Any]] = field(default_factory=list)
+    # Rating id → the reason theme its bad-rating comment was written for (ground truth for the reason model).
+    csat_reason_themes: dict[int, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
 

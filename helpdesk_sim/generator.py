@@ -60,6 +60,9 @@ class GeneratorConfig:
     agents_per_group: tuple[int, int] = (6, 10)
     bad_agents: int = 3
     bad_categories: tuple[str, ...] = ("ads_business.billing_refund", "trust_safety.suspension_appeal")
+    # False: CSAT is pure noise at a similar overall bad rate (no agent, category, time or reopen effect) —
+    # the null case on which the CSAT-driver analysis must report nothing.
+    plant_csat_drivers: bool = True
     first_ticket_id: int = 1
 
     def __post_init__(self) -> None:
@@ -204,6 +207,8 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
         agents_by_team[team] = (gid, members)
     all_agents = [a["id"] for a in agents]
     bad_agents = rng.sample(all_agents, k=min(c.bad_agents, len(all_agents)))
+    if not c.plant_csat_drivers:
+        bad_agents = []
 
     # --- incidents -------------------------------------------------------------------------------------------
     n_incidents = c.incidents if c.incidents is not None else max(1, c.days // 10)
@@ -241,7 +246,7 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
     foreign_langs = [lang for lang in P.FOREIGN]
     foreign_cats = {lang: list(P.FOREIGN[lang]) for lang in foreign_langs}
     tickets: list[TicketSpec] = []
-    pending_ratings: list[tuple[int, int, str, str | None, str | None, int | None, int | None]] = []
+    pending_ratings: list[tuple[int, int, str, str | None, str | None, int | None, int | None, str | None]] = []
     rating_ticket_index: list[int] = []
     for idx, (created, category, incident_id) in enumerate(arrivals):
         tid = c.first_ticket_id + idx
@@ -315,6 +320,8 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
                         + (1.2 if category in c.bad_categories else 0.0) \
                         + 0.5 * max(-1.5, min(3.0, math.log2(max(full_resolution, 1) / (24 * 60) + 1e-9) + 0.0)) \
                         + (0.9 if reopened else 0.0)
+                    if not c.plant_csat_drivers:
+                        logit = -1.5
                     bad = rng.random() < 1 / (1 + math.exp(-logit))
                     rated = solved_at + rng.randint(HOUR, 2 * DAY)
                     theme = None
@@ -335,7 +342,8 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
                         comment = rng.choice(P.GOOD_COMMENTS) if rng.random() < 0.4 else None
                         reason = None
                     changed = rated + rng.randint(HOUR, DAY) if rng.random() < 0.05 else rated
-                    pending_ratings.append((rated, changed, "bad" if bad else "good", comment, reason, assignee, group_id))
+                    pending_ratings.append((rated, changed, "bad" if bad else "good", comment, reason, assignee, group_id,
+                                            theme))
                     rating_ticket_index.append(len(tickets))
         tickets.append(TicketSpec(
             id=tid, created_at=created, subject=subject, description=description, channel=channel,
@@ -351,8 +359,11 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
 
     # Rating ids ascend with their creation time, like Zendesk's.
     order = sorted(range(len(pending_ratings)), key=lambda i: (pending_ratings[i][0], rating_ticket_index[i]))
+    reason_themes: dict[int, str] = {}
     for rank, i in enumerate(order):
-        rated, changed, score, comment, reason, assignee, group_id = pending_ratings[i]
+        rated, changed, score, comment, reason, assignee, group_id, theme = pending_ratings[i]
+        if theme is not None:
+            reason_themes[900_001 + rank] = theme
         ti = rating_ticket_index[i]
         tickets[ti] = _replace(tickets[ti], rating=RatingSpec(
             id=900_001 + rank, created_at=rated, updated_at=changed, score=score, comment=comment,
@@ -370,11 +381,13 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
         {"id": 360003, "url": "/api/v2/ticket_fields/360003.json", "type": "text", "title": "Order number",
          "active": True, "updated_at": _iso(created_ts)},
     ]
-    drivers = [{"kind": "agent", "key": a, "effect": 1.6} for a in bad_agents]
-    drivers += [{"kind": "category", "key": k, "effect": 1.2} for k in c.bad_categories]
-    drivers += [{"kind": "resolution_time", "key": "log2(days)", "effect": 0.5},
-                {"kind": "reopened", "key": True, "effect": 0.9}]
-    truth = GroundTruth(incidents=incidents, csat_drivers=drivers,
+    drivers = []
+    if c.plant_csat_drivers:
+        drivers = [{"kind": "agent", "key": a, "effect": 1.6} for a in bad_agents]
+        drivers += [{"kind": "category", "key": k, "effect": 1.2} for k in c.bad_categories]
+        drivers += [{"kind": "resolution_time", "key": "log2(days)", "effect": 0.5},
+                    {"kind": "reopened", "key": True, "effect": 0.9}]
+    truth = GroundTruth(incidents=incidents, csat_drivers=drivers, csat_reason_themes=reason_themes,
                         config={**asdict(c), "start": c.start.isoformat(), "taxonomy_digest": tax.digest})
     return Dataset(tickets=tickets, groups=groups, agents=agents, ticket_fields=ticket_fields,
                    contact_reason_field_id=CONTACT_REASON_FIELD_ID,

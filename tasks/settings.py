@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         None, description="Slack incoming-webhook URL; unset → alerts are stored and logged, not sent."
     )
     slack_timeout_seconds: int = Field(10, gt=0, description="Timeout of one Slack webhook request.")
-    reports_dir: str = Field("var/reports", description="Where spike charts (PNG) are written.")
+    reports_dir: str = Field("var/reports", description="Where report charts (PNG: spikes, CSAT drivers) are written.")
     spike_chart_base_url: str | None = Field(
         None, description="If the reports dir is served over HTTP(S), its URL: charts become image artifacts."
     )
@@ -167,6 +167,27 @@ class Settings(BaseSettings):
     spike_resolve_after_hours: int = Field(2, ge=1, description="Quiet hours before an alert resolves.")
     spike_max_catchup_hours: int = Field(
         6, ge=1, description="Hours evaluated in one run after the pipeline missed some (oldest first)."
+    )
+    # --- CSAT drivers and ops reports (flow csat-drivers) ------------------------------------------------
+    csat_window_days: int = Field(
+        90, gt=0, description="Default analysis window: the N days before the run's scheduled start."
+    )
+    csat_fdr: float = Field(
+        0.05, gt=0, lt=1, description="False discovery rate (Benjamini-Hochberg) across all tested segments."
+    )
+    csat_min_segment_ratings: int = Field(
+        20, gt=0, description="Segments with fewer ratings are pooled in the model and never reported as drivers."
+    )
+    csat_top_drivers: int = Field(10, gt=0, description="Drivers listed in reports; the top 5 get weekly trends.")
+    csat_reason_min_confidence: float = Field(
+        0.3, ge=0, le=1, description="Below this the reason classifier's theme for a comment is counted as 'other'."
+    )
+    self_selection_min_tickets: int = Field(
+        20, gt=0, description="Contact-reason options with fewer tickets are listed but not judged."
+    )
+    auto_reply_min_tickets: int = Field(30, gt=0, description="Minimum volume for an auto-reply candidate.")
+    auto_reply_min_high_confidence_share: float = Field(
+        0.6, ge=0, le=1, description="Share of a category's tickets at/above the auto-reply confidence needed."
     )
 
     @field_validator("ingest_initial_start_time")

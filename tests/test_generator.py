@@ -83,3 +83,20 @@ def test_ground_truth_file(ds, tmp_path):
     data = json.loads(path.read_text())
     assert len(data["tickets"]["id"]) == len(ds.tickets) and data["incidents"] and data["csat_drivers"]
     assert Counter(data["tickets"]["language"])["en"] > 0
+
+
+def test_csat_without_planted_drivers(ds):
+    """The null case for the CSAT-driver benchmark: same tickets, no driver, a similar overall bad-rate."""
+    null = generate_dataset(GeneratorConfig(seed=3, start=datetime(2026, 3, 2, tzinfo=UTC), days=40,
+                                            tickets_per_day=400, plant_csat_drivers=False))
+    assert ds.truth.csat_drivers and null.truth.csat_drivers == []
+
+    def bad_rate(dataset):
+        ratings = [t.rating for t in dataset.tickets if t.rating]
+        return sum(r.score == "bad" for r in ratings) / len(ratings)
+
+    assert abs(bad_rate(null) - bad_rate(ds)) < 0.05
+    # every bad rating's reason theme is recorded as ground truth for the reason classifier
+    bad_ids = {t.rating.id for t in ds.tickets if t.rating and t.rating.score == "bad"}
+    assert set(ds.truth.csat_reason_themes) == bad_ids
+    assert set(ds.truth.csat_reason_themes.values()) <= set(load_taxonomy().csat_reasons)

@@ -308,3 +308,104 @@ slack_messages = sa.Table(
     sa.UniqueConstraint("alert_id", "kind", "hour"),
     sa.Index("ix_slack_messages_status", "status"),
 )
+
+# ------------------------------------------------------------------------- CSAT drivers and ops reports
+# One row per (report period, segment): a re-run of the same period replaces its rows (idempotent upsert, and
+# segments that no longer appear are removed), different periods accumulate as history.
+
+
+def _period_columns() -> list[sa.Column]:
+    return [sa.Column("period_start", UTCDateTime, primary_key=True),
+            sa.Column("period_end", UTCDateTime, primary_key=True)]
+
+
+def _run_columns() -> list[sa.Column]:
+    return [sa.Column("run_id", sa.String(64)), sa.Column("computed_at", UTCDateTime, nullable=False)]
+
+
+csat_drivers = sa.Table(
+    "csat_drivers",
+    metadata,
+    *_period_columns(),
+    # category | team | agent | channel | sentiment | resolution_time | first_reply_time | reopened
+    sa.Column("factor", sa.String(32), primary_key=True),
+    sa.Column("level", sa.String(128), primary_key=True),
+    sa.Column("label", sa.String(255)),
+    sa.Column("ratings", sa.Integer, nullable=False),
+    sa.Column("bad", sa.Integer, nullable=False),
+    sa.Column("raw_rate", sa.Float),
+    sa.Column("wilson_low", sa.Float),
+    sa.Column("wilson_high", sa.Float),
+    sa.Column("shrunk_rate", sa.Float),  # empirical-Bayes posterior mean
+    sa.Column("shrunk_low", sa.Float),
+    sa.Column("shrunk_high", sa.Float),
+    # Adjusted effect from the logistic regression (NULL for segments too small to be tested).
+    sa.Column("odds_ratio", sa.Float),
+    sa.Column("or_low", sa.Float),
+    sa.Column("or_high", sa.Float),
+    sa.Column("p_value", sa.Float),
+    sa.Column("q_value", sa.Float),
+    sa.Column("is_driver", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("direction", sa.String(8)),
+    sa.Column("excess_bad", sa.Float),
+    sa.Column("driver_rank", sa.Integer),
+    sa.Column("top_reason", sa.String(64)),
+    *_run_columns(),
+)
+
+csat_reason_counts = sa.Table(
+    "csat_reason_counts",
+    metadata,
+    *_period_columns(),
+    sa.Column("scope", sa.String(160), primary_key=True),  # "all" or "<factor>:<level>" of a top driver
+    sa.Column("theme", sa.String(64), primary_key=True),
+    sa.Column("comments", sa.Integer, nullable=False),
+    sa.Column("share", sa.Float, nullable=False),
+    *_run_columns(),
+)
+
+csat_weekly_trends = sa.Table(
+    "csat_weekly_trends",
+    metadata,
+    *_period_columns(),
+    sa.Column("factor", sa.String(32), primary_key=True),
+    sa.Column("level", sa.String(128), primary_key=True),
+    sa.Column("week_start", UTCDateTime, primary_key=True),
+    sa.Column("label", sa.String(255)),
+    sa.Column("ratings", sa.Integer, nullable=False),
+    sa.Column("bad", sa.Integer, nullable=False),
+    sa.Column("bad_rate", sa.Float, nullable=False),
+    *_run_columns(),
+)
+
+self_selection_options = sa.Table(
+    "self_selection_options",
+    metadata,
+    *_period_columns(),
+    sa.Column("selected", sa.String(128), primary_key=True),
+    sa.Column("tickets", sa.Integer, nullable=False),
+    sa.Column("matched_share", sa.Float, nullable=False),
+    sa.Column("top_actual", sa.String(128)),
+    sa.Column("top_actual_share", sa.Float),
+    sa.Column("routed_elsewhere", sa.Integer, nullable=False),
+    sa.Column("suggestion", sa.Text),
+    *_run_columns(),
+)
+
+auto_reply_candidates = sa.Table(
+    "auto_reply_candidates",
+    metadata,
+    *_period_columns(),
+    sa.Column("category", sa.String(128), primary_key=True),
+    sa.Column("tickets", sa.Integer, nullable=False),
+    sa.Column("mean_confidence", sa.Float, nullable=False),
+    sa.Column("high_confidence_share", sa.Float, nullable=False),
+    sa.Column("complexity", sa.String(16), nullable=False),
+    sa.Column("ratings", sa.Integer, nullable=False),
+    sa.Column("shrunk_bad_rate", sa.Float),
+    sa.Column("already_auto_reply", sa.Boolean, nullable=False),
+    sa.Column("is_candidate", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("deflectable_tickets", sa.Integer, nullable=False),
+    *_run_columns(),
+)

@@ -1,0 +1,449 @@
+"""What drives bad CSAT ratings (pure: DataFrames in, DataFrames out; no Prefect, no database).
+
+One row per rating goes in (see ``RATING_COLUMNS``): the score, the assignee and group at rating time, the ticket's
+channel, predicted category and sentiment, first-reply and resolution time, reopen count. Three views come out:
+
+1. **Bad-rate by segment** (category, team, agent, channel, sentiment) with a Wilson interval on the raw rate and an
+   empirical-Bayes estimate: a beta-binomial prior per dimension, fitted by marginal likelihood over that
+   dimension's segments, gives each segment a posterior mean and 90% credible interval. A segment with 3 ratings is
+   pulled most of the way to the dimension's typical rate, one with 300 hardly at all, so small segments do not top
+   the list by chance.
+2. **Adjusted effects**: a multivariable logistic regression (statsmodels GLM, binomial) of bad ~ category + agent +
+   channel + sentiment + log resolution time + log first-reply time + reopened. Categorical factors use sum-to-zero
+   (deviation) coding, so each level's odds ratio is relative to the average level of its factor, and an agent who
+   only takes a hard category is compared with what that category costs everyone. Team effects come from the same
+   model with team in place of agent (agents are nested in teams, so both cannot be estimated at once). Levels with
+   fewer than ``min_segment_ratings`` ratings are pooled into ``(other)`` and never reported. A weak prior by data
+   augmentation (``prior_ratings`` pseudo-ratings per level at the overall bad rate) keeps a level with no bad
+   rating from producing an infinite estimate. Each effect has a Wald 95% interval and p-value. The false
+   discovery rate is controlled in two stages: Benjamini-Hochberg across factors (likelihood-ratio test of the
+   model without the factor; Wald for continuous ones), then across the levels of each selected factor.
+3. **Drivers**: worse-than-average effects passing both stages, ranked by *excess bad ratings attributable*: the
+   model's expected bad ratings for the segment minus the expected count had the factor been at its reference
+   (the average level; the median time; not reopened).
+
+Weekly trends (bad-rate per top driver per ISO week) come from ``weekly_trends``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+from threadpoolctl import threadpool_limits
+
+#: The columns ``prepare_ratings`` reads (others are carried along).
+RATING_COLUMNS = ("rating_id", "ticket_id", "score", "rated_at", "assignee_id", "group_id", "channel",
+                  "category", "sentiment", "first_reply_minutes", "full_resolution_minutes", "reopens")
+SEGMENT_DIMENSIONS = ("category", "team", "agent", "channel", "sentiment")
+CATEGORICAL = ("category", "agent", "channel", "sentiment")
+CONTINUOUS = ("resolution_time", "first_reply_time", "reopened")
+OTHER = "(other)"
+UNKNOWN = "(unknown)"
+BAD_SCORES = {"bad", "bad_with_comment"}
+GOOD_SCORES = {"good", "good_with_comment"}
+
+DRIVER_COLUMNS = ["factor", "level", "label", "n", "bad", "raw_rate", "wilson_low", "wilson_high", "shrunk_rate",
+                  "shrunk_low", "shrunk_high", "log_odds", "odds_ratio", "or_low", "or_high", "p_value", "factor_q",
+                  "q_value",
+                  "significant", "direction", "excess_bad", "rank"]
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    fdr: float = 0.05  # Benjamini-Hochberg false discovery rate across all tested levels
+    min_segment_ratings: int = 20  # fewer → pooled into "(other)" in the model, never reported as a driver
+    prior_ratings: float = 2.0  # pseudo-ratings per level at the overall bad rate (weak shrinkage of log-odds)
+    interval: float = 0.90  # credible interval of the shrunk bad-rate
+
+
+@dataclass
+class DriverReport:
+    ratings: int
+    bad: int
+    bad_rate: float
+    segments: pd.DataFrame  # every segment of every dimension with raw and shrunk rates
+    effects: pd.DataFrame  # every tested factor level with its adjusted effect, p and q (DRIVER_COLUMNS)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def drivers(self) -> pd.DataFrame:
+        """Significant factors that make ratings worse, most excess bad ratings first."""
+        worse = self.effects[self.effects["significant"] & (self.effects["direction"] == "worse")]
+        return worse.sort_values("excess_bad", ascending=False).reset_index(drop=True)
+
+    @property
+    def protective(self) -> pd.DataFrame:
+        better = self.effects[self.effects["significant"] & (self.effects["direction"] == "better")]
+        return better.sort_values("log_odds").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+def score_is_bad(scores: pd.Series) -> pd.Series:
+    """good/bad (classic CSAT) or a 1-5 scale (≤ 2 is bad); anything else (offered, unoffered, …) → <NA>."""
+    text = scores.astype("string").str.strip().str.lower()
+    bad = pd.Series(pd.NA, index=scores.index, dtype="boolean")
+    bad[text.isin(BAD_SCORES)] = True
+    bad[text.isin(GOOD_SCORES)] = False
+    numeric = pd.to_numeric(text, errors="coerce")
+    scale = numeric.notna() & numeric.between(1, 5)
+    bad[scale] = numeric[scale] <= 2
+    return bad
+
+
+def _log2_clipped(values: pd.Series, scale: float, lo: float, hi: float) -> pd.Series:
+    x = pd.to_numeric(values, errors="coerce").astype(float)
+    return np.log2(np.maximum(x, 1.0) / scale).clip(lo, hi)
+
+
+def prepare_ratings(frame: pd.DataFrame, agent_names: dict | None = None,
+                    group_names: dict | None = None) -> pd.DataFrame:
+    """Ratings with a known good/bad verdict, with the model's inputs derived and missing values labelled."""
+    missing = [c for c in ("score",) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"ratings frame lacks column(s) {missing}")
+    out = frame.copy()
+    out["bad"] = score_is_bad(out["score"])
+    out = out[out["bad"].notna()].copy()
+    out["bad"] = out["bad"].astype(bool)
+    agent_names = agent_names or {}
+    group_names = group_names or {}
+
+    def label(ids: pd.Series, names: dict, missing_label: str) -> pd.Series:
+        return ids.map(lambda v: missing_label if pd.isna(v) else str(int(v)))
+
+    for col in ("assignee_id", "group_id", "channel", "category", "sentiment", "first_reply_minutes",
+                "full_resolution_minutes", "reopens"):
+        if col not in out.columns:
+            out[col] = pd.NA
+    out["agent"] = label(out["assignee_id"], agent_names, "(unassigned)")
+    out["team"] = label(out["group_id"], group_names, "(no group)")
+    for col in ("channel", "category", "sentiment"):
+        out[col] = out[col].astype("string").fillna(UNKNOWN).astype(str)
+    out["resolution_time"] = _log2_clipped(out["full_resolution_minutes"], 24 * 60, -4, 5)  # log2(days)
+    out["first_reply_time"] = _log2_clipped(out["first_reply_minutes"], 60, -4, 6)  # log2(hours)
+    out["reopened"] = (pd.to_numeric(out["reopens"], errors="coerce").fillna(0) > 0).astype(float)
+    out.attrs["labels"] = {"agent": {str(int(k)): v for k, v in agent_names.items()},
+                           "team": {str(int(k)): v for k, v in group_names.items()}}
+    return out.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------- segment bad-rates
+
+def wilson_interval(bad: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    bad, n = np.asarray(bad, float), np.asarray(n, float)
+    z = stats.norm.ppf(0.5 + level / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(n > 0, bad / n, 0.0)
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+def fit_beta_prior(bad: Sequence[float], n: Sequence[float]) -> tuple[float, float]:
+    """Beta(a, b) prior over segment bad-rates by maximising the beta-binomial marginal likelihood.
+
+    Falls back to a weak prior at the pooled rate when there are too few segments to estimate spread.
+    """
+    k, m = np.asarray(bad, float), np.asarray(n, float)
+    keep = m > 0
+    k, m = k[keep], m[keep]
+    pooled = (k.sum() + 0.5) / (m.sum() + 1.0)
+    if len(k) < 3:
+        return 2.0 * pooled, 2.0 * (1 - pooled)
+
+    def nll(theta):
+        a, b = np.exp(theta)
+        return -np.sum(special.betaln(k + a, m - k + b) - special.betaln(a, b))
+
+    start = np.log([max(pooled * 10, 1e-3), max((1 - pooled) * 10, 1e-3)])
+    result = optimize.minimize(nll, start, method="L-BFGS-B", bounds=[(-7, 12), (-7, 12)])
+    a, b = np.exp(result.x)
+    return float(a), float(b)
+
+
+def segment_rates(frame: pd.DataFrame, dimension: str, interval: float = 0.90) -> pd.DataFrame:
+    """Bad-rate per segment of one dimension: raw with a Wilson 95% interval, and empirical-Bayes shrunk."""
+    grouped = frame.groupby(dimension, observed=True)["bad"].agg(n="size", bad="sum").reset_index()
+    grouped = grouped.rename(columns={dimension: "level"})
+    a, b = fit_beta_prior(grouped["bad"], grouped["n"])
+    post_a, post_b = grouped["bad"] + a, grouped["n"] - grouped["bad"] + b
+    low, high = wilson_interval(grouped["bad"].to_numpy(), grouped["n"].to_numpy())
+    tail = (1 - interval) / 2
+    labels = frame.attrs.get("labels", {}).get(dimension, {})
+    out = pd.DataFrame({
+        "factor": dimension, "level": grouped["level"].astype(str),
+        "label": [labels.get(str(v), str(v)) for v in grouped["level"]],
+        "n": grouped["n"].astype(int), "bad": grouped["bad"].astype(int),
+        "raw_rate": grouped["bad"] / grouped["n"], "wilson_low": low, "wilson_high": high,
+        "shrunk_rate": post_a / (post_a + post_b),
+        "shrunk_low": stats.beta.ppf(tail, post_a, post_b), "shrunk_high": stats.beta.ppf(1 - tail, post_a, post_b),
+        "prior_a": a, "prior_b": b,
+    })
+    return out.sort_values(["shrunk_rate", "n"], ascending=[False, False]).reset_index(drop=True)
+
+
+def all_segment_rates(frame: pd.DataFrame, dimensions: Sequence[str] = SEGMENT_DIMENSIONS,
+                      interval: float = 0.90) -> pd.DataFrame:
+    parts = [segment_rates(frame, d, interval) for d in dimensions if d in frame.columns]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+# ---------------------------------------------------------------------------------- adjusted effects
+
+@dataclass
+class _Design:
+    X: np.ndarray
+    columns: list[str]
+    factor_levels: dict[str, list[str]]  # coded levels per categorical factor (last one is the omitted)
+    factor_slices: dict[str, slice]
+    continuous: dict[str, tuple[int, float]]  # name → (column index, centre)
+
+
+def _pool_rare(values: pd.Series, min_n: int) -> pd.Series:
+    counts = values.value_counts()
+    rare = counts.index[counts < min_n]
+    return values.where(~values.isin(rare), OTHER)
+
+
+def _design(frame: pd.DataFrame, factors: Sequence[str], continuous: Sequence[str], min_n: int) -> _Design:
+    blocks, columns = [np.ones((len(frame), 1))], ["(intercept)"]
+    factor_levels, factor_slices, cont = {}, {}, {}
+    for f in factors:
+        values = _pool_rare(frame[f].astype(str), min_n)
+        levels = sorted(set(values) - {OTHER})
+        if OTHER in set(values):
+            levels.append(OTHER)  # the pooled level is the omitted (coded -1) one
+        if len(levels) < 2:
+            continue
+        codes = pd.Categorical(values, categories=levels).codes
+        block = np.zeros((len(frame), len(levels) - 1))
+        rows = np.arange(len(frame))
+        coded = codes < len(levels) - 1
+        block[rows[coded], codes[coded]] = 1.0
+        block[codes == len(levels) - 1, :] = -1.0
+        factor_slices[f] = slice(sum(b.shape[1] for b in blocks), sum(b.shape[1] for b in blocks) + block.shape[1])
+        factor_levels[f] = levels
+        blocks.append(block)
+        columns += [f"{f}={lvl}" for lvl in levels[:-1]]
+    for c in continuous:
+        x = frame[c].astype(float)
+        if x.nunique(dropna=True) < 2:
+            continue
+        centre = float(x.median()) if c != "reopened" else 0.0
+        cont[c] = (sum(b.shape[1] for b in blocks), centre)
+        blocks.append((x.fillna(x.median()) - centre).to_numpy()[:, None])
+        columns.append(c)
+    return _Design(np.hstack(blocks), columns, factor_levels, factor_slices, cont)
+
+
+def _fit(frame: pd.DataFrame, design: _Design, prior_ratings: float):
+    from statsmodels.genmod.families import Binomial
+    from statsmodels.genmod.generalized_linear_model import GLM
+
+    y = frame["bad"].to_numpy(float)
+    weights = np.ones(len(y))
+    pseudo_X, pseudo_y, pseudo_w = [], [], []
+    rate = float(np.clip(y.mean(), 0.01, 0.99))
+    if prior_ratings > 0:
+        base = np.zeros(design.X.shape[1])
+        base[0] = 1.0
+        for f, levels in design.factor_levels.items():
+            sl = design.factor_slices[f]
+            for i in range(len(levels)):
+                row = base.copy()
+                if i < len(levels) - 1:
+                    row[sl.start + i] = 1.0
+                else:
+                    row[sl] = -1.0
+                pseudo_X += [row, row]
+                pseudo_y += [1.0, 0.0]
+                pseudo_w += [prior_ratings * rate, prior_ratings * (1 - rate)]
+    X = np.vstack([design.X, *pseudo_X]) if pseudo_X else design.X
+    y_all = np.concatenate([y, pseudo_y])
+    w_all = np.concatenate([weights, pseudo_w])
+    model = GLM(y_all, X, family=Binomial(), freq_weights=w_all)
+    # ~100 columns: one BLAS thread is fastest, and multi-threaded BLAS on a busy machine is 5-10x slower.
+    with threadpool_limits(1):
+        return model.fit(maxiter=100)
+
+
+def _loglik(design: _Design, result, y: np.ndarray) -> float:
+    p = np.clip(special.expit(design.X @ np.asarray(result.params)), 1e-12, 1 - 1e-12)
+    return float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _effect_rows(frame: pd.DataFrame, design: _Design, result, factors: Sequence[str],
+                 continuous: Sequence[str]) -> list[dict]:
+    params, cov = np.asarray(result.params), np.asarray(result.cov_params())
+    eta = design.X @ params
+    p_fit = special.expit(eta)
+    rows = []
+    for f in factors:
+        if f not in design.factor_levels:
+            continue
+        levels, sl = design.factor_levels[f], design.factor_slices[f]
+        values = _pool_rare(frame[f].astype(str), 0)  # raw levels (rare ones are pooled only in the model)
+        for i, lvl in enumerate(levels):
+            if lvl == OTHER:
+                continue
+            c = np.zeros(len(params))
+            if i < len(levels) - 1:
+                c[sl.start + i] = 1.0
+            else:
+                c[sl] = -1.0
+            beta = float(c @ params)
+            se = float(np.sqrt(max(c @ cov @ c, 1e-12)))
+            mask = (values == lvl).to_numpy()
+            excess = float(np.sum(p_fit[mask] - special.expit(eta[mask] - beta)))
+            rows.append({"factor": f, "level": lvl, "log_odds": beta, "se": se, "excess_bad": excess,
+                         "n": int(mask.sum()), "bad": int(frame["bad"].to_numpy()[mask].sum())})
+    for name in continuous:
+        if name not in design.continuous:
+            continue
+        j, _centre = design.continuous[name]
+        beta, se = float(params[j]), float(np.sqrt(cov[j, j]))
+        x = design.X[:, j]
+        exposed = x > 0 if beta >= 0 else x < 0  # the side of the reference where the factor does harm
+        cf = eta - beta * x
+        excess = float(np.sum((p_fit - special.expit(cf))[exposed]))
+        rows.append({"factor": name, "level": _continuous_label(name), "log_odds": beta, "se": se,
+                     "excess_bad": excess, "n": int(exposed.sum()),
+                     "bad": int(frame["bad"].to_numpy()[exposed].sum())})
+    return rows
+
+
+def _continuous_label(name: str) -> str:
+    return {"resolution_time": "per doubling of resolution time",
+            "first_reply_time": "per doubling of first-reply time",
+            "reopened": "reopened"}.get(name, name)
+
+
+def analyse_drivers(frame: pd.DataFrame, config: DriverConfig | None = None) -> DriverReport:
+    """Segment bad-rates, adjusted effects with FDR control, and the ranked drivers. ``frame`` from
+    ``prepare_ratings``."""
+    from statsmodels.stats.multitest import multipletests
+
+    c = config or DriverConfig()
+    notes: list[str] = []
+    n, n_bad = len(frame), int(frame["bad"].sum()) if len(frame) else 0
+    segments = all_segment_rates(frame, interval=c.interval) if n else pd.DataFrame()
+    empty = pd.DataFrame(columns=DRIVER_COLUMNS)
+    if n < 2 * c.min_segment_ratings or n_bad == 0 or n_bad == n:
+        notes.append(f"{n} ratings ({n_bad} bad): too few, or no variation, to fit the driver model")
+        return DriverReport(n, n_bad, n_bad / n if n else float("nan"), segments, empty, notes)
+
+    rows = []
+    y = frame["bad"].to_numpy(float)
+    agent_design = _design(frame, CATEGORICAL, CONTINUOUS, c.min_segment_ratings)
+    agent_fit = _fit(frame, agent_design, c.prior_ratings)
+    full_ll = _loglik(agent_design, agent_fit, y)
+    rows += _effect_rows(frame, agent_design, agent_fit, CATEGORICAL, CONTINUOUS)
+    # Stage 1 of the test: is the factor as a whole associated with bad ratings? Likelihood-ratio test of the
+    # model without it (on the real ratings; the pseudo-ratings of the prior are left out of the likelihood).
+    factor_p: dict[str, float] = {}
+    reduced_without_agent = None
+    for f in agent_design.factor_levels:
+        reduced = _design(frame, [g for g in CATEGORICAL if g != f], CONTINUOUS, c.min_segment_ratings)
+        reduced_fit = _fit(frame, reduced, c.prior_ratings)
+        if f == "agent":
+            reduced_without_agent = (reduced, reduced_fit)
+        df = agent_design.factor_slices[f].stop - agent_design.factor_slices[f].start
+        lr = max(0.0, 2 * (full_ll - _loglik(reduced, reduced_fit, y)))
+        factor_p[f] = float(stats.chi2.sf(lr, df))
+    for name, (j, _) in agent_design.continuous.items():
+        se = float(np.sqrt(np.asarray(agent_fit.cov_params())[j, j]))
+        factor_p[name] = float(2 * stats.norm.sf(abs(float(np.asarray(agent_fit.params)[j]) / se)))
+    team_factors = ("category", "team", "channel", "sentiment")
+    team_design = _design(frame, team_factors, CONTINUOUS, c.min_segment_ratings)
+    if "team" in team_design.factor_levels:
+        team_fit = _fit(frame, team_design, c.prior_ratings)
+        rows += _effect_rows(frame, team_design, team_fit, ("team",), ())
+        if reduced_without_agent is None:
+            base = _design(frame, [g for g in CATEGORICAL if g != "agent"], CONTINUOUS, c.min_segment_ratings)
+            reduced_without_agent = (base, _fit(frame, base, c.prior_ratings))
+        df = team_design.factor_slices["team"].stop - team_design.factor_slices["team"].start
+        lr = max(0.0, 2 * (_loglik(team_design, team_fit, y) - _loglik(*reduced_without_agent, y)))
+        factor_p["team"] = float(stats.chi2.sf(lr, df))
+    if not agent_fit.converged:
+        notes.append("the logistic regression did not converge; effects are approximate")
+    effects = pd.DataFrame(rows)
+    if effects.empty:
+        notes.append("no factor has two levels with enough ratings to compare")
+        return DriverReport(n, n_bad, n_bad / n, segments, empty, notes)
+    # Benjamini-Hochberg across factors, then across the levels of each selected factor (hierarchical testing:
+    # a segment is reported only when its factor matters at all, which keeps noise across ~100 levels quiet).
+    names = list(factor_p)
+    factor_q = dict(zip(names, multipletests([factor_p[f] for f in names], alpha=c.fdr, method="fdr_bh")[1],
+                        strict=True))
+    z = effects["log_odds"] / effects["se"]
+    effects["p_value"] = 2 * stats.norm.sf(np.abs(z))
+    effects["factor_q"] = effects["factor"].map(factor_q).fillna(1.0)
+    effects["q_value"] = 1.0
+    for f, idx in effects.groupby("factor").groups.items():
+        if f in CONTINUOUS:
+            effects.loc[idx, "q_value"] = effects.loc[idx, "factor_q"]
+        elif factor_q.get(f, 1.0) <= c.fdr:
+            effects.loc[idx, "q_value"] = multipletests(effects.loc[idx, "p_value"], alpha=c.fdr,
+                                                        method="fdr_bh")[1]
+    effects["significant"] = (effects["factor_q"] <= c.fdr) & (effects["q_value"] <= c.fdr)
+    effects["direction"] = np.where(effects["log_odds"] > 0, "worse", "better")
+    effects["odds_ratio"] = np.exp(effects["log_odds"])
+    effects["or_low"] = np.exp(effects["log_odds"] - 1.96 * effects["se"])
+    effects["or_high"] = np.exp(effects["log_odds"] + 1.96 * effects["se"])
+    # Raw and shrunk rates of the same segments, side by side with the adjusted effect.
+    if not segments.empty:
+        seg = segments.drop(columns=["n", "bad", "prior_a", "prior_b"])
+        effects = effects.merge(seg, on=["factor", "level"], how="left")
+    else:
+        effects["label"] = effects["level"]
+    effects["label"] = effects["label"].fillna(effects["level"])
+    missing_raw = effects["raw_rate"].isna() if "raw_rate" in effects else pd.Series(True, index=effects.index)
+    if missing_raw.any():  # continuous factors: rates among the exposed ratings
+        lo, hi = wilson_interval(effects.loc[missing_raw, "bad"], effects.loc[missing_raw, "n"])
+        effects.loc[missing_raw, "raw_rate"] = effects.loc[missing_raw, "bad"] / effects.loc[missing_raw, "n"].clip(lower=1)
+        effects.loc[missing_raw, "wilson_low"], effects.loc[missing_raw, "wilson_high"] = lo, hi
+    effects = effects.sort_values(["significant", "excess_bad"], ascending=[False, False]).reset_index(drop=True)
+    effects["rank"] = np.arange(1, len(effects) + 1)
+    for col in DRIVER_COLUMNS:
+        if col not in effects:
+            effects[col] = np.nan
+    return DriverReport(n, n_bad, n_bad / n, segments, effects[DRIVER_COLUMNS], notes)
+
+
+# -------------------------------------------------------------------------------------------- trends
+
+def driver_mask(frame: pd.DataFrame, factor: str, level: str) -> pd.Series:
+    """Which ratings a driver row is about (for continuous factors: the ratings on its harmful side)."""
+    if factor in CONTINUOUS:
+        x = frame[factor].astype(float)
+        return x > 0 if factor == "reopened" else x > x.median()
+    return frame[factor].astype(str) == str(level)
+
+
+def weekly_trends(frame: pd.DataFrame, drivers: pd.DataFrame, top_n: int = 5) -> pd.DataFrame:
+    """Bad-rate per ISO week (weeks start Monday, UTC) for each of the top drivers, plus everyone ('all')."""
+    if frame.empty or "rated_at" not in frame:
+        return pd.DataFrame(columns=["factor", "level", "label", "week_start", "n", "bad", "bad_rate"])
+    rated = pd.to_datetime(frame["rated_at"], utc=True)
+    week = (rated.dt.tz_localize(None).dt.to_period("W-SUN").dt.start_time).dt.tz_localize("UTC")
+    parts = []
+    targets = [("all", "all", "all ratings", pd.Series(True, index=frame.index))]
+    for row in drivers.head(top_n).itertuples():
+        targets.append((row.factor, row.level, row.label, driver_mask(frame, row.factor, row.level)))
+    for factor, level, label, mask in targets:
+        g = frame.loc[mask, "bad"].groupby(week[mask]).agg(n="size", bad="sum").reset_index()
+        g.columns = ["week_start", "n", "bad"]
+        g.insert(0, "label", label)
+        g.insert(0, "level", str(level))
+        g.insert(0, "factor", factor)
+        parts.append(g)
+    out = pd.concat(parts, ignore_index=True)
+    out["bad"] = out["bad"].astype(int)
+    out["bad_rate"] = out["bad"] / out["n"]
+    return out
