@@ -52,10 +52,12 @@ wait_http() {  # wait_http NAME URL SECONDS
     until curl -fsS -o /dev/null "$url" 2>/dev/null; do
         if ! running "$name"; then
             echo "ERROR: $name exited during start-up; last lines of var/log/$name.log:" >&2
-            tail -n 20 "$VAR/log/$name.log" >&2; exit 1
+            tail -n 20 "$VAR/log/$name.log" >&2
+            echo "Fix the cause, then \`make down\` (stops what did start) and \`make up\` again." >&2; exit 1
         fi
         if (( waited >= limit )); then
-            echo "ERROR: $name did not answer $url within ${limit}s; see var/log/$name.log" >&2; exit 1
+            echo "ERROR: $name did not answer $url within ${limit}s; see var/log/$name.log, then \`make down\`" >&2
+            exit 1
         fi
         sleep 1; waited=$((waited + 1))
     done
