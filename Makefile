@@ -5,7 +5,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export GX_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: install demo test lint unit bench bench-accuracy sim clean
+.PHONY: install demo test lint unit bench bench-accuracy sim up down status deploy clean
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
@@ -36,6 +36,23 @@ bench-accuracy: install
 ## Start the Zendesk-compatible simulator in the foreground on 127.0.0.1:8765.
 sim: install
 	$(UV) run ticketlens-sim serve --port 8765
+
+## Local stack on loopback (Prefect server, MLflow server, simulator, process worker); state under var/.
+## PostgreSQL by setting, e.g. make up TICKETLENS_WAREHOUSE_URL=postgresql+psycopg://…  (see README, Operations guide)
+up: install
+	@ops/stack.sh up
+
+down:
+	@ops/stack.sh down
+
+status:
+	@ops/stack.sh status
+
+## Create the work pool (idempotent) and deploy everything in prefect.yaml to the server at PREFECT_API_URL.
+PREFECT_API_URL ?= http://127.0.0.1:4200/api
+deploy: install
+	PREFECT_API_URL=$(PREFECT_API_URL) $(UV) run prefect work-pool create ticketlens-process --type process --overwrite
+	PREFECT_API_URL=$(PREFECT_API_URL) $(UV) run prefect --no-prompt deploy --all
 
 clean:
 	rm -rf ticketlens.db ticketlens.db-* .pytest_cache .ruff_cache var/

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -78,7 +78,24 @@ def backfill(start: datetime | None = None, end: datetime | None = None, model_a
     scored = 0
     if partitions:
         scored = run_partitions.with_options(task_runner=partition_runner(settings))(partitions, version, run_id)
+    publish_summary(settings.model_name, version, start, end, partitions, scored)
     return {"model_version": version, "partitions": len(partitions), "scored": scored}
+
+
+def publish_summary(model_name: str, version: str, start: datetime | None, end: datetime | None,
+                    partitions: list, scored: int) -> None:
+    """The ``backfill-summary`` markdown artifact: what was re-scored, with which version, and how to redo it."""
+    span = f"{start.isoformat() if start else 'the first ticket'} → {end.isoformat() if end else 'the last ticket'}"
+    lines = ["# Backfill summary", "", f"- model: {model_name} v{version}", f"- window: {span} (UTC, by creation)",
+             f"- partitions scored this run: {len(partitions)}"
+             + (f" ({', '.join(p.key for p in partitions)})" if partitions else ""),
+             f"- tickets scored: {scored}"]
+    if not partitions:
+        lines += ["", "Nothing to do: every month in the window is already done for this version (see "
+                      "`backfill_partitions`). To re-score anyway, delete those rows for this model version, "
+                      "then run the backfill again."]
+    create_markdown_artifact(key="backfill-summary", markdown="\n".join(lines),
+                             description="What this backfill re-scored, and with which model version.")
 
 
 def _utc_arg(value: str) -> datetime:

@@ -147,7 +147,7 @@ def main() -> int:
         print(f"  compare runs: uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
 
         print("\n=== Hourly pipeline: ingest → score → write back → spike detection ...")
-        hourly = hourly_pipeline(as_of=DEMO_DATA_END)
+        hourly = hourly_pipeline(end=DEMO_DATA_END)
         print(f"  write-back: {hourly['push']['submitted']} tickets submitted, {hourly['poll']['done']} confirmed")
         print_routed(settings.warehouse_url)
         print_alerts(settings.warehouse_url)

@@ -1,4 +1,18 @@
-"""``hourly-pipeline`` flow: ingest → score new tickets → write category/sentiment/tier/routing back → spikes.
+"""``hourly-pipeline`` flow: ingest → score → write category/sentiment/tier/routing back → spike detection.
+
+Each run owns one clock hour, its *window*, derived from the scheduled start time (``tasks.runtime``): a run
+scheduled at 10:05 owns [09:00, 10:00) even if it starts late, is retried, or is re-run tomorrow. Explicit
+``start``/``end`` parameters override it for re-runs. What the window means for each step:
+
+- ingest is cursor-based (Zendesk incremental export): a scheduled run always catches up from the stored
+  cursor to now, whatever its window. A run with an explicit window re-extracts from ``start`` instead (the
+  export cannot stop at ``end``; the overlap with what is stored is absorbed by the newest-wins upserts).
+- scoring: ``score-new-tickets`` scores everything loaded since the scoring watermark, then
+  ``score-window-tickets`` makes sure every ticket updated in the window has a current champion prediction
+  (usually none left; after a failed or re-run hour, exactly the missing ones).
+- write-back picks up every prediction written since its last plan (so the window's new predictions) and
+  retries pending/failed tickets from earlier hours.
+- spike detection evaluates the hour ending at ``window.end`` (its ``as_of``), catching up missed hours.
 
 A failed write-back is recorded and retried on the next run; it never fails the pipeline. Spike detection runs
 last, as the ``spike-detection`` subflow: by then scoring has committed, so a detection failure is logged and
@@ -17,24 +31,37 @@ from prefect.runtime import flow_run
 
 from flows.ingest import ingest
 from flows.spikes import spike_detection
-from tasks.scoring import score_new_tickets
+from tasks.runtime import hourly_window
+from tasks.scoring import score_new_tickets, score_window_tickets
 from tasks.settings import get_settings
 from tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback, writeback_summary
 
 
 @flow(name="hourly-pipeline", log_prints=True)
-def hourly_pipeline(max_pages: int | None = None, as_of: datetime | None = None) -> dict:
-    """``as_of``: end of the hour spike detection evaluates (UTC); default the last complete hour."""
+def hourly_pipeline(start: datetime | None = None, end: datetime | None = None,
+                    max_pages: int | None = None) -> dict:
+    """Ingest, score, write back and detect spikes for one hour.
+
+    Args:
+        start: UTC start of the window to (re)process; default: the clock hour before the scheduled start.
+            Given explicitly, ingest also re-extracts from here (idempotent).
+        end: UTC end of the window (exclusive); with only one of start/end the window is one hour.
+        max_pages: stop each ingest stream after this many pages (the next run continues from there).
+    """
     settings = get_settings()
+    window = hourly_window(start, end)
     run_id = str(flow_run.id or uuid4())
-    ingested = ingest(max_pages=max_pages)
+    get_run_logger().info("Window %s", window)
+    explicit = window.source == "parameters"
+    ingested = ingest(start_time=window.start if explicit else None, max_pages=max_pages)
     scored = score_new_tickets(settings, run_id)
+    in_window = score_window_tickets(settings, run_id, window.start, window.end)
     planned = plan_writeback(settings)
     pushed = push_writeback(settings, run_id)
     polled = poll_writeback_jobs(settings)
     states = writeback_summary(settings.warehouse_url)
     try:
-        spikes = spike_detection(as_of=as_of)
+        spikes = spike_detection(as_of=window.end)
         spike_line = (f"- spikes: {spikes['opened']} opened, {spikes['grew']} grew, {spikes['resolved']} resolved; "
                       f"Slack {spikes['slack']['sent']} sent, {spikes['slack']['failed']} failed (retried next run)")
     except Exception as exc:  # scoring and write-back are committed; the next run catches this hour up
@@ -44,19 +71,24 @@ def hourly_pipeline(max_pages: int | None = None, as_of: datetime | None = None)
     lines = [
         "# Hourly pipeline",
         "",
+        f"- window: {window}" + (" — ingest re-extracted from its start" if explicit else ""),
         f"- ingest: {ingested['tickets']['fetched']} tickets, {ingested['satisfaction_ratings']['fetched']} ratings",
-        f"- scored {scored['scored']} tickets with {settings.model_name} v{scored['model_version']}",
+        f"- scored {scored['scored']} new tickets with {settings.model_name} v{scored['model_version']}, "
+        f"{in_window['scored']} more updated in the window that had no current prediction",
         f"- write-back: {planned} planned, {pushed['submitted']} submitted, {pushed['failed']} failed to submit, "
         f"{polled['done']} confirmed, {polled['failed']} rejected by the helpdesk, {polled['open_jobs']} jobs open"
         + (f", dry run: {pushed['dry_run']} would be pushed" if pushed["dry_run"] else ""),
         f"- write-back state: {states}",
         spike_line,
     ]
+    if pushed["failed"] or polled["failed"]:
+        lines.append("- failed write-backs are retried by the next run; `SELECT ticket_id, attempts, last_error "
+                     "FROM writeback_state WHERE status = 'failed'` shows why")
     create_markdown_artifact(key="hourly-pipeline-summary", markdown="\n".join(lines),
                              description="What this hour's run ingested, scored and pushed.")
     print("\n".join(lines[2:]))
-    return {"ingest": ingested, "scoring": scored, "planned": planned, "push": pushed, "poll": polled,
-            "writeback_states": states, "spikes": spikes}
+    return {"window": window.as_dict(), "ingest": ingested, "scoring": scored, "window_scoring": in_window,
+            "planned": planned, "push": pushed, "poll": polled, "writeback_states": states, "spikes": spikes}
 
 
 if __name__ == "__main__":

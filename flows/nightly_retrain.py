@@ -7,10 +7,13 @@ Table of contents: load-labelled-tickets → check-training-set → train-challe
 
 from __future__ import annotations
 
-from prefect import flow
+from datetime import datetime
+
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from models.classifier import ClassifierConfig
+from tasks.runtime import daily_window
 from tasks.settings import get_settings
 from tasks.tracking import ensure_experiment
 from tasks.training import (
@@ -26,17 +29,23 @@ from tasks.training import (
 
 
 @flow(name="nightly-retrain", log_prints=True)
-def nightly_retrain(classifier_config: dict | None = None) -> dict:
+def nightly_retrain(classifier_config: dict | None = None, end: datetime | None = None) -> dict:
     """Retrain the ticket-category classifier; promote it only if it beats the champion on the same holdout.
 
     Args:
         classifier_config: overrides of ``models.classifier.ClassifierConfig`` fields (e.g. ``{"C": 5}``),
             for ML owners trying a variant; every value is logged to MLflow.
+        end: train only on tickets created before this UTC time (re-create a past night's model). By default
+            a run trains on everything in the warehouse; its window (the UTC day before its scheduled start)
+            is reported in the decision artifact and the result.
     """
     settings = get_settings()
+    window = daily_window(end=end)
+    get_run_logger().info("Window %s%s", window, "; training cutoff at its end" if end is not None else "")
     # Initialise the MLflow store once, before any parallel work (fresh SQLite stores crash on concurrent use).
     ensure_experiment(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
-    frame = load_labelled_tickets(settings.warehouse_url, settings.training_max_rows)
+    frame = load_labelled_tickets(settings.warehouse_url, settings.training_max_rows,
+                                  window.end if end is not None else None)
     training = check_training_set(frame, settings.training_min_examples_per_class)
     model = train_challenger(training, settings, ClassifierConfig(**(classifier_config or {})))
     champion_version, champion_metrics = score_champion(settings, model.split.holdout)
@@ -46,6 +55,7 @@ def nightly_retrain(classifier_config: dict | None = None) -> dict:
     decision = promote_if_better(settings, version, model.metrics, champion_version, champion_metrics)
     markdown = decision_markdown(settings, version, run_id, model, decision, champion_version, champion_metrics,
                                  sentiment)
+    markdown += f"\n\nWindow: {window}" + (" — training data cut off at its end." if end is not None else ".")
     create_markdown_artifact(key="nightly-retrain-decision", markdown=markdown,
                              description="Challenger vs champion on the same holdout, and the decision.")
     print(markdown)
@@ -54,7 +64,8 @@ def nightly_retrain(classifier_config: dict | None = None) -> dict:
         from flows.backfill import backfill
 
         backfilled = backfill(model_version=version)  # re-score history with the new champion
-    return {"version": version, "run_id": run_id, "promoted": decision.promote, "reason": decision.reason,
+    return {"window": window.as_dict(), "version": version, "run_id": run_id, "promoted": decision.promote,
+            "reason": decision.reason,
             "metrics": {k: v for k, v in model.metrics.items() if not k.startswith("f1.")},
             "champion_version": champion_version,
             "sentiment_winner": sentiment.winner if sentiment else "vader", "backfill": backfilled}

@@ -409,7 +409,11 @@ class HelpdeskClient:
                 f"https:// address (currently {self.base_url})."
             )
         if status >= 400:
-            raise HelpdeskError(f"HTTP {status} on {path}: {_error_text(response)}")
+            raise HelpdeskError(
+                f"HTTP {status} on {path}: {_error_text(response)}. The helpdesk rejected the request itself, so "
+                f"it is not retried: check the run's parameters and, for a write-back (update_many), that the ids "
+                f"in TICKETLENS_WRITEBACK_CUSTOM_FIELDS are custom ticket fields of this helpdesk."
+            )
         try:
             body = response.json()
         except ValueError:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -26,7 +27,7 @@ from models.records import (
 )
 from tasks.helpdesk import CursorRejectedError, HelpdeskClient, RatingPage, TicketPage
 from tasks.settings import Settings
-from tasks.warehouse.engine import get_engine, migrate
+from tasks.warehouse.engine import describe_url, get_engine, migrate
 from tasks.warehouse.load import (
     StreamState,
     UpsertCounts,
@@ -196,7 +197,27 @@ class StreamSummary:
 @task(name="prepare-warehouse", cache_policy=NO_CACHE)
 def prepare_warehouse(warehouse_url: str) -> None:
     """Apply pending Alembic migrations (a no-op when the schema is current)."""
+    check_warehouse(warehouse_url)
     migrate(warehouse_url)
+
+
+class WarehouseUnreachableError(RuntimeError):
+    """The warehouse URL is wrong or the database is down; the message names the setting."""
+
+
+def check_warehouse(warehouse_url: str) -> None:
+    """Fail early, with what to do, when the warehouse cannot be reached (before any data is fetched)."""
+    try:
+        with get_engine(warehouse_url).connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0][:300]
+        raise WarehouseUnreachableError(
+            f"Cannot reach the warehouse at TICKETLENS_WAREHOUSE_URL={describe_url(warehouse_url)} ({reason}). "
+            f"Check the URL, that the database server is up and accepts this user, and that the worker's "
+            f"environment (or .env in TICKETLENS_HOME) sets it; nothing was fetched, the next run starts from "
+            f"the stored cursors."
+        ) from None
 
 
 @task(name="read-stream-state", cache_policy=NO_CACHE)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,15 @@ class TrainedModel:
 
 
 @task(name="load-labelled-tickets", cache_policy=NO_CACHE)
-def load_labelled_tickets(warehouse_url: str, max_rows: int) -> pd.DataFrame:
-    """Most recent ``max_rows`` non-deleted tickets with an agent-confirmed category."""
+def load_labelled_tickets(warehouse_url: str, max_rows: int, created_before: datetime | None = None) -> pd.DataFrame:
+    """Most recent ``max_rows`` non-deleted tickets with an agent-confirmed category (created before the cutoff)."""
+    where = [tickets.c.confirmed_category.is_not(None), tickets.c.is_deleted.is_(False)]
+    if created_before is not None:
+        where.append(tickets.c.created_at < created_before)
     query = (
         sa.select(tickets.c.id, tickets.c.created_at, tickets.c.subject, tickets.c.description,
                   tickets.c.confirmed_category)
-        .where(tickets.c.confirmed_category.is_not(None), tickets.c.is_deleted.is_(False))
+        .where(*where)
         .order_by(tickets.c.created_at.desc()).limit(max_rows)
     )
     with get_engine(warehouse_url).connect() as conn:
@@ -69,8 +73,10 @@ def load_labelled_tickets(warehouse_url: str, max_rows: int) -> pd.DataFrame:
                              columns=["id", "created_at", "subject", "description", "confirmed_category"])
     if frame.empty:
         raise NoTrainingDataError(
-            "No tickets with an agent-confirmed category in the warehouse: run the ingest flow first, and check "
-            "that TICKETLENS_CONFIRMED_CATEGORY_FIELD_TITLE names the helpdesk field agents fill in."
+            "No tickets with an agent-confirmed category in the warehouse"
+            + (f" created before {created_before.isoformat()}" if created_before is not None else "")
+            + ": run the ingest flow first, and check that TICKETLENS_CONFIRMED_CATEGORY_FIELD_TITLE names the "
+            "helpdesk field agents fill in."
         )
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame.sort_values("created_at").reset_index(drop=True)

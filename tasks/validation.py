@@ -168,7 +168,10 @@ def validate_batch(
             continue
         if res.exception_info and res.exception_info.get("raised_exception"):
             raise RuntimeError(f"Validation check {name} on {stream} could not run: "
-                               f"{res.exception_info.get('exception_message')}")
+                               f"{res.exception_info.get('exception_message')}. Nothing from this page was "
+                               f"loaded and the cursor did not move. This is a TicketLens bug or an "
+                               f"incompatible great-expectations version (the lock pins 1.x): re-run after "
+                               f"`make install`, and report the message if it persists.")
         unexpected = (res.result or {}).get("unexpected_index_list") or []
         rows = {int(item["_row"]) for item in unexpected if isinstance(item, dict) and "_row" in item}
         checks.append({"expectation": config.type, "column": name[len(config.type) + 1:-1],
@@ -262,5 +265,10 @@ def validate_training_frame(frame: pd.DataFrame, leaves: Sequence[str]) -> list[
                "success": bool(r.success)} for r in result.results]
     failed = [f"{c['expectation']}({c['column']})" for c in checks if not c["success"]]
     if failed:
-        raise TrainingDataError(f"The training set failed validation: {', '.join(failed)}")
+        raise TrainingDataError(
+            f"The training set failed validation: {', '.join(failed)}. Nothing was trained or registered and the "
+            f"champion is unchanged. Look at the labelled tickets (`SELECT id, confirmed_category FROM tickets "
+            f"WHERE confirmed_category IS NOT NULL`): duplicate ids point at the warehouse load, empty text or "
+            f"unknown labels at the helpdesk's confirmed-category field (TICKETLENS_CONFIRMED_CATEGORY_FIELD_TITLE)."
+        )
     return checks
