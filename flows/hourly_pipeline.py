@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.ingest import ingest
+from tasks.runlock import flow_lock
 from tasks.scoring import score_new_tickets
 from tasks.settings import get_settings
 from tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback, writeback_summary
@@ -22,7 +23,16 @@ from tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback,
 def hourly_pipeline(max_pages: int | None = None) -> dict:
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
+    with flow_lock(settings, "hourly-pipeline", run_id) as held:
+        if not held:
+            return {"skipped": True}
+        return _hourly(settings, run_id, max_pages)
+
+
+def _hourly(settings, run_id: str, max_pages: int | None) -> dict:
     ingested = ingest(max_pages=max_pages)
+    if ingested.get("skipped"):  # a separate ingest run is busy: score what is already loaded
+        ingested = {"tickets": {"fetched": 0}, "satisfaction_ratings": {"fetched": 0}, "skipped": True}
     scored = score_new_tickets(settings, run_id)
     planned = plan_writeback(settings)
     pushed = push_writeback(settings, run_id)

@@ -7,10 +7,14 @@ Table of contents: load-labelled-tickets → check-training-set → train-challe
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from models.classifier import ClassifierConfig
+from tasks.runlock import flow_lock
 from tasks.settings import get_settings
 from tasks.tracking import ensure_experiment
 from tasks.training import (
@@ -34,6 +38,14 @@ def nightly_retrain(classifier_config: dict | None = None) -> dict:
             for ML owners trying a variant; every value is logged to MLflow.
     """
     settings = get_settings()
+    run_id = str(flow_run.id or uuid4())
+    with flow_lock(settings, "nightly-retrain", run_id) as held:
+        if not held:
+            return {"skipped": True, "promoted": False}
+        return _retrain(settings, classifier_config)
+
+
+def _retrain(settings, classifier_config: dict | None) -> dict:
     # Initialise the MLflow store once, before any parallel work (fresh SQLite stores crash on concurrent use).
     ensure_experiment(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
     frame = load_labelled_tickets(settings.warehouse_url, settings.training_max_rows)

@@ -409,6 +409,20 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
     def list_ticket_fields(request: Request):
         return listing(request, "ticket_fields", dataset.ticket_fields)
 
+    @app.get("/api/v2/tickets/show_many.json")
+    def show_many(request: Request):
+        try:
+            ids = [int(x) for x in request.query_params.get("ids", "").split(",") if x]
+        except ValueError:
+            return json_response({"error": "InvalidValue", "description": "ids must be integers"}, 400)
+        if len(ids) > 100:
+            return json_response({"error": "TooManyValues", "description": "at most 100 ids"}, 400)
+        with state.lock:
+            now = state.now
+            found = [state.ticket_json(i, now) for i in ids
+                     if i in state.by_id and state.by_id[i].created_at <= now]
+        return json_response({"tickets": found})
+
     @app.put("/api/v2/tickets/update_many.json")
     async def update_many(request: Request):
         try:

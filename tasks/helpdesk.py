@@ -530,6 +530,16 @@ class HelpdeskClient:
     def list_ticket_fields(self) -> list[dict[str, Any]]:
         return self._list_all("/api/v2/ticket_fields.json", "ticket_fields")
 
+    def show_many(self, ids: list[int]) -> list[dict[str, Any]]:
+        """Current state of up to 100 tickets (``/api/v2/tickets/show_many.json?ids=...``); deleted ones are absent."""
+        if not ids:
+            return []
+        if len(ids) > MAX_UPDATE_MANY:
+            raise ValueError(f"show_many takes at most {MAX_UPDATE_MANY} ids, got {len(ids)}")
+        body, _ = self._request("GET", "/api/v2/tickets/show_many.json",
+                                params={"ids": ",".join(str(int(i)) for i in ids)}, validate=_require_list("tickets"))
+        return [t for t in body["tickets"] if isinstance(t, dict)]
+
     # ----------------------------------------------------------------------------------------- writes
 
     def update_many(self, updates: list[dict[str, Any]]) -> JobStatus:

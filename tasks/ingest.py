@@ -240,7 +240,8 @@ def fetch_ticket_page(settings: Settings, position: Position, fallback_start: in
     """GET one incremental-export page. A rejected cursor falls back to the stored watermark."""
     client = helpdesk_client(settings)
     try:
-        return next(iter(client.export_tickets(cursor=position.cursor, start_time=position.start_time)))
+        return next(iter(client.export_tickets(cursor=position.cursor, start_time=position.start_time,
+                                              per_page=settings.helpdesk_export_page_size)))
     except CursorRejectedError as exc:
         if position.cursor is None:
             raise
@@ -249,7 +250,7 @@ def fetch_ticket_page(settings: Settings, position: Position, fallback_start: in
             "The helpdesk rejected the stored ticket cursor (%s); restarting the export at start_time=%d. "
             "Tickets seen again are absorbed by the idempotent upsert.", exc, start,
         )
-        return next(iter(client.export_tickets(start_time=start)))
+        return next(iter(client.export_tickets(start_time=start, per_page=settings.helpdesk_export_page_size)))
 
 
 @task(name="fetch-rating-page", cache_policy=NO_CACHE)

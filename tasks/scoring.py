@@ -139,12 +139,13 @@ def read_partition(conn: sa.Connection, start: datetime, end: datetime, after_id
 
 
 @task(name="score-new-tickets", cache_policy=NO_CACHE)
-def score_new_tickets(settings: Settings, run_id: str, chunk: int = 5000) -> dict[str, Any]:
+def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None) -> dict[str, Any]:
     """Score tickets loaded since the scoring watermark (``tickets.extracted_at``), chunk by chunk.
 
     Each chunk's predictions and the watermark that follows it commit together, so a killed run resumes.
     """
     logger = get_run_logger()
+    chunk = chunk or settings.scoring_chunk_size
     version = resolve_version(settings)
     engine = get_engine(settings.warehouse_url)
     scored_total = 0
