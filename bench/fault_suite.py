@@ -75,6 +75,19 @@ def _child(step: str, env: dict[str, str], api_url: str) -> None:
     os._exit(0)  # skip interpreter teardown of the forked child (atexit handlers of the parent's modules)
 
 
+def _noop() -> None:
+    os._exit(0)
+
+
+def warm_forkserver(ctx) -> float:
+    """Start the forkserver (it imports the flows once) so no trial pays for the imports."""
+    started = time.monotonic()
+    proc = ctx.Process(target=_noop)
+    proc.start()
+    proc.join()
+    return time.monotonic() - started
+
+
 def scoring_step() -> dict:
     from prefect import flow
 
@@ -392,12 +405,19 @@ class StepResult:
 
 
 def _run_child(ctx, step: str, env: dict[str, str], api_url: str, kill_after: float | None,
-               timeout: float = 300) -> tuple[bool, float]:
-    """Start the step in a forked child; SIGKILL it after ``kill_after`` s. Returns (was killed, elapsed)."""
+               timeout: float = 600, watch: Callable[[float], None] | None = None) -> tuple[bool, float]:
+    """Start the step in a forked child; SIGKILL it after ``kill_after`` s. Returns (was killed, elapsed).
+
+    ``watch(elapsed)`` is called every 50 ms while the child runs (calibration records when work happens).
+    """
     started = time.monotonic()
     proc = ctx.Process(target=_child, args=(step, env, api_url), daemon=True)
     proc.start()
-    proc.join(kill_after if kill_after is not None else timeout)
+    limit = kill_after if kill_after is not None else timeout
+    while proc.is_alive() and time.monotonic() - started < limit:
+        proc.join(0.05)
+        if watch is not None and proc.is_alive():
+            watch(time.monotonic() - started)
     elapsed = time.monotonic() - started
     if proc.is_alive():
         if kill_after is None:
@@ -420,14 +440,23 @@ def run_step(fx: Fixture, ctx, step: str, backend: str, trials: int, seed: int,
     result = StepResult(step, backend)
     started = time.monotonic()
     slow = {"ingest": 20, "writeback": 20}.get(step, 0)
-    # Calibrate: one unkilled run measures how long the step takes; kills are drawn over that span.
+    # Calibrate: one unkilled run measures when the step commits work; kills are drawn over that window
+    # (from just before its first commit to just after its last), so most land in the middle of the work.
+    seen: dict[int, float] = {}
     with trial_warehouse(fx, step, backend) as url, running_simulator(fx.dataset, slow_ms=slow) as sim:
-        _, duration = _run_child(ctx, step, base_env(fx, url, sim), fx.api_url, None)
+        def watch(elapsed: float) -> None:
+            seen.setdefault(progress(step, url, sim), elapsed)
+
+        _, duration = _run_child(ctx, step, base_env(fx, url, sim), fx.api_url, None, watch=watch)
         CHECKS[step](url, sim, fx, {"done": {}, "predicted": {}})
     result.calibration_seconds = duration
+    first = min((t for p, t in seen.items() if p > 0), default=0.1)
+    last = max(seen.values(), default=duration)
+    window = (max(0.1, first - 0.5), max(first, last) + 0.3)
+    log(f"  {step} on {backend}: run takes {duration:.1f} s, commits between {first:.1f} s and {last:.1f} s")
     rng = random.Random(f"{seed}-{step}-{backend}")
     for trial in range(trials):
-        delay = rng.uniform(0.1, duration)
+        delay = rng.uniform(*window)
         with trial_warehouse(fx, step, backend) as url, running_simulator(fx.dataset, slow_ms=slow) as sim:
             env = base_env(fx, url, sim)
             total = None
@@ -470,6 +499,7 @@ def fault_environment(workdir: Path | None = None, pg_base: str | None = None,
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         fx = build_fixture(workdir, api_url, pg_base, log)
+        log(f"forkserver ready in {warm_forkserver(ctx):.1f} s (imports paid once)")
         yield fx, ctx
     finally:
         if own:

@@ -15,6 +15,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import base64
+import json as json_module
 import logging
 import math
 import random
@@ -412,6 +413,17 @@ class HelpdeskClient:
             raise HelpdeskError(f"HTTP {status} on {path}: {_error_text(response)}")
         try:
             body = response.json()
+        except UnicodeDecodeError:
+            # Bytes that are not UTF-8 inside an otherwise complete page (a broken mail gateway): keep the
+            # page, replace the bad bytes with U+FFFD and say so, rather than fail the stream on every retry.
+            text = response.content.decode("utf-8", errors="replace")
+            log.warning("Helpdesk page %s held %d invalid UTF-8 sequence(s); replaced with U+FFFD.",
+                        path, text.count("\ufffd"))
+            try:
+                body = json_module.loads(text)
+            except ValueError:
+                raise _Retryable("body is not valid JSON (and not valid UTF-8)", status=status,
+                                 malformed=True) from None
         except ValueError:
             raise _Retryable(
                 f"body is not valid JSON ({len(response.content)} bytes, "

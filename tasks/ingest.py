@@ -23,6 +23,7 @@ from models.records import (
     normalize_ratings,
     normalize_tickets,
     payload_sha256,
+    text_anomalies,
 )
 from tasks.helpdesk import CursorRejectedError, HelpdeskClient, RatingPage, TicketPage
 from tasks.settings import Settings
@@ -190,6 +191,26 @@ class StreamSummary:
             self.checks[name] = self.checks.get(name, 0) + int(check.get("unexpected_count") or 0)
 
 
+ANOMALY_ACTIONS = {
+    "control_chars": "control characters stripped on load",
+    "invalid_utf8": "invalid UTF-8 bytes replaced with U+FFFD",
+    "html": "HTML markup stored verbatim, stripped before scoring",
+    "script": "<script> content stored verbatim (never rendered), stripped before scoring",
+    "oversized": "longer than TICKETLENS_MAX_TEXT_CHARS: quarantined",
+    "not_text": "subject/description of a non-text type: quarantined",
+}
+
+
+def log_text_anomalies(records: Sequence[Mapping[str, Any]], max_chars: int) -> dict[str, list[str]]:
+    """One warning per kind of suspicious ticket text in a page (ids, not content: it may hold PII)."""
+    found = text_anomalies(records, max_chars=max_chars)
+    logger = get_run_logger()
+    for kind, ids in sorted(found.items()):
+        logger.warning("%d ticket(s) with %s (ids %s%s): %s.", len(ids), kind.replace("_", " "),
+                       ", ".join(ids[:5]), ", ..." if len(ids) > 5 else "", ANOMALY_ACTIONS[kind])
+    return found
+
+
 # ----------------------------------------------------------------------------------------------- tasks
 
 
@@ -268,6 +289,7 @@ def validate_ticket_page(settings: Settings, page: TicketPage, field_map: FieldM
     """Normalize to warehouse shape and run the GX suite; raises on schema drift or too many bad rows."""
     from tasks.validation import validate_batch
 
+    log_text_anomalies(page.tickets, settings.max_text_chars)
     frame = normalize_tickets(page.tickets, page.metric_sets, field_map)
     return validate_batch(
         TICKET_STREAM, frame, max_failure_share=settings.validation_max_failure_share,

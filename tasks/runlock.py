@@ -147,12 +147,16 @@ def run_lock(warehouse_url: str, name: str, run_id: str, *, wait_seconds: float 
         finally:
             stop.set()
             beat.join(timeout=5)
-            with engine.begin() as conn:
-                conn.execute(sa.delete(run_locks).where(run_locks.c.name == name, run_locks.c.owner == owner))
-            if pg_conn is not None:
-                pg_conn.execute(sa.text("SELECT pg_advisory_unlock(hashtextextended(current_schema() || ':' "
-                                        "|| :name, 0))"), {"name": name})
-                pg_conn.commit()
+            try:
+                with engine.begin() as conn:
+                    conn.execute(sa.delete(run_locks).where(run_locks.c.name == name, run_locks.c.owner == owner))
+                if pg_conn is not None:
+                    pg_conn.execute(sa.text("SELECT pg_advisory_unlock(hashtextextended(current_schema() || ':' "
+                                            "|| :name, 0))"), {"name": name})
+                    pg_conn.commit()
+            except sa.exc.SQLAlchemyError as exc:  # the database went away: its session lock went with it
+                log.warning("Could not release run lock %r (%s); it expires or is taken over.", name,
+                            type(exc).__name__)
     finally:
         if pg_conn is not None:
             pg_conn.close()
@@ -181,17 +185,19 @@ def flow_lock(settings, name: str, run_id: str) -> Iterator[bool]:
     """
     from prefect import get_run_logger
 
-    from tasks.warehouse.engine import migrate
+    from tasks.warehouse.engine import migrate, warehouse_errors
 
-    migrate(settings.warehouse_url)  # the run_locks table must exist (a no-op when the schema is current)
-    stack = ExitStack()
-    try:
-        stack.enter_context(run_lock(settings.warehouse_url, name, run_id,
-                                     wait_seconds=settings.run_lock_wait_seconds,
-                                     lease_seconds=settings.run_lock_lease_seconds))
-    except RunLockBusyError as exc:
-        get_run_logger().warning("Skipping this %s run: %s.", name, exc)
-        yield False
-        return
-    with stack:
-        yield True
+    # A lost warehouse connection anywhere in the run becomes one clear error naming the warehouse.
+    with warehouse_errors(settings.warehouse_url, f"the {name} run"):
+        migrate(settings.warehouse_url)  # the run_locks table must exist (a no-op when the schema is current)
+        stack = ExitStack()
+        try:
+            stack.enter_context(run_lock(settings.warehouse_url, name, run_id,
+                                         wait_seconds=settings.run_lock_wait_seconds,
+                                         lease_seconds=settings.run_lock_lease_seconds))
+        except RunLockBusyError as exc:
+            get_run_logger().warning("Skipping this %s run: %s.", name, exc)
+            yield False
+            return
+        with stack:
+            yield True
