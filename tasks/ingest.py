@@ -7,6 +7,7 @@ is cached; retries live in the HTTP client (429 / 5xx / timeouts), not on top of
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -206,7 +207,8 @@ def log_text_anomalies(records: Sequence[Mapping[str, Any]], max_chars: int) -> 
     found = text_anomalies(records, max_chars=max_chars)
     logger = get_run_logger()
     for kind, ids in sorted(found.items()):
-        logger.warning("%d ticket(s) with %s (ids %s%s): %s.", len(ids), kind.replace("_", " "),
+        level = logging.INFO if kind == "html" else logging.WARNING  # HTML e-mail is normal; the rest is not
+        logger.log(level, "%d ticket(s) with %s (ids %s%s): %s.", len(ids), kind.replace("_", " "),
                        ", ".join(ids[:5]), ", ..." if len(ids) > 5 else "", ANOMALY_ACTIONS[kind])
     return found
 

@@ -11,7 +11,16 @@ import os
 
 import pytest
 
-from bench.fault_suite import STEPS, run_step
+from bench.fault_suite import (
+    STEPS,
+    _run_child,
+    backfill_snapshot,
+    base_env,
+    check_backfill,
+    run_step,
+    trial_warehouse,
+)
+from helpdesk_sim.testing import running_simulator
 
 pytestmark = pytest.mark.slow
 TRIALS = int(os.environ.get("TICKETLENS_FAULT_TRIALS", "2"))
@@ -37,3 +46,18 @@ def test_kill_9_then_rerun_equals_the_source_on_postgresql(faults, step):
     fx, ctx = faults
     result = run_step(fx, ctx, step, "postgresql", 1, seed=7, log=print)
     assert result.failures == [] and result.passed == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_backfill_killed_after_a_finished_partition_resumes_without_redoing_it(faults, backend):
+    """A real SIGKILL of the backfill process once at least one month is done and others are still running."""
+    fx, ctx = faults
+    with trial_warehouse(fx, "backfill", backend) as url, running_simulator(fx.dataset) as sim:
+        env = base_env(fx, url, sim)
+        killed, _ = _run_child(ctx, "backfill", env, fx.api_url, None,
+                               watch=lambda _elapsed: len(backfill_snapshot(url, fx)["done"]) >= 1)
+        assert killed
+        before = backfill_snapshot(url, fx)
+        assert 1 <= len(before["done"]) < 3 and before["predicted"]  # months done at the kill, one at least not
+        _run_child(ctx, "backfill", env, fx.api_url, None)  # the rerun
+        check_backfill(url, sim, fx, before)  # finished months untouched, every ticket one current prediction
