@@ -27,6 +27,7 @@ from tasks.tracking import (
     RegistryUnavailableError,
     describe_tracking_uri,
     load_version,
+    scrub_uri,
     version_by_alias,
 )
 from tasks.warehouse.engine import get_engine
@@ -100,7 +101,7 @@ def load_registered(settings: Settings, name: str, version: str):
         raise RegistryUnavailableError(
             f"Could not load {name} v{version} from the MLflow registry at TICKETLENS_MLFLOW_TRACKING_URI="
             f"{describe_tracking_uri(settings.mlflow_tracking_uri)} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:300] if str(exc) else ''})"
+            f"{scrub_uri(str(exc).splitlines()[0][:300], settings.mlflow_tracking_uri) if str(exc) else ''})"
         ) from None
     return model
 

@@ -75,6 +75,17 @@ def describe_tracking_uri(uri: str) -> str:
     return uri
 
 
+def scrub_uri(text: str, uri: str) -> str:
+    """``text`` with the tracking URI's password removed (MLflow's own errors quote the full URL)."""
+    from urllib.parse import unquote, urlsplit
+
+    password = urlsplit(uri).password
+    if password:
+        for form in {password, unquote(password)}:
+            text = text.replace(form, "***")
+    return text
+
+
 def version_by_alias(tracking_uri: str, model_name: str, alias: str):
     """The registered version behind an alias, or None (no model or no alias yet).
 
@@ -95,7 +106,7 @@ def version_by_alias(tracking_uri: str, model_name: str, alias: str):
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
     raise RegistryUnavailableError(
         f"The MLflow registry at TICKETLENS_MLFLOW_TRACKING_URI={describe_tracking_uri(tracking_uri)} could not "
-        f"be reached while looking up '{model_name}@{alias}' ({reason})"
+        f"be reached while looking up '{model_name}@{alias}' ({scrub_uri(reason, tracking_uri)})"
     )
 
 
