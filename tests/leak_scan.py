@@ -92,6 +92,18 @@ def mlflow_text(tracking_uri: str, artifacts: Path) -> str:
     return "\n".join(parts)
 
 
+def configure_prefect_logging() -> None:
+    """Run a no-op flow so Prefect's logging config is applied *before* a test attaches its handlers
+    (the first flow run of a process re-applies it and would drop them)."""
+    from prefect import flow
+
+    @flow(name="configure-logging")
+    def noop() -> None:
+        return None
+
+    noop()
+
+
 def assert_no_leaks(places: Mapping[str, str], secrets: Iterable[str]) -> None:
     """Every place was really read (non-empty) and holds none of the secrets."""
     assert all(places.values()), {k: len(v) for k, v in places.items()}

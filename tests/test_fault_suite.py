@@ -61,3 +61,19 @@ def test_a_backfill_killed_after_a_finished_partition_resumes_without_redoing_it
         assert 1 <= len(before["done"]) < 3 and before["predicted"]  # months done at the kill, one at least not
         _run_child(ctx, "backfill", env, fx.api_url, None)  # the rerun
         check_backfill(url, sim, fx, before)  # finished months untouched, every ticket one current prediction
+
+
+def test_a_write_back_killed_between_batches_never_pushes_a_ticket_twice(faults):
+    """SIGKILL as soon as the first update_many batch reached the helpdesk, while later batches are in flight."""
+    from bench.fault_suite import check_writeback, progress
+
+    fx, ctx = faults
+    with trial_warehouse(fx, "writeback", "sqlite") as url, running_simulator(fx.dataset, slow_ms=150) as sim:
+        env = base_env(fx, url, sim)
+        killed, _ = _run_child(ctx, "writeback", env, fx.api_url, None,
+                               watch=lambda _elapsed: progress("writeback", url, sim) > 0)
+        assert killed
+        pushed_before = progress("writeback", url, sim)
+        assert 0 < pushed_before < sum(1 for _ in sim.snapshot()["tickets"])
+        _run_child(ctx, "writeback", env, fx.api_url, None)
+        check_writeback(url, sim, fx, None)  # each ticket pushed exactly once, all done, tags on the tickets

@@ -21,6 +21,7 @@ from models.text import prepare_text
 from tasks.settings import get_settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.schema import extraction_state, quarantine, tickets
+from tests.leak_scan import configure_prefect_logging
 from tests.test_ingest_flow import assert_warehouse_equals_source
 
 pytestmark = pytest.mark.slow
@@ -75,6 +76,7 @@ class Records(logging.Handler):
 @pytest.fixture
 def logs(prefect_harness):
     """Records of the flow/task run loggers and the helpdesk client (Prefect's logging config bypasses caplog)."""
+    configure_prefect_logging()
     handler = Records()
     names = ("prefect.flow_runs", "prefect.task_runs", "ticketlens")
     for name in names:

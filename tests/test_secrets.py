@@ -25,6 +25,7 @@ from tasks.warehouse.engine import get_engine
 from tests.leak_scan import (
     Records,
     assert_no_leaks,
+    configure_prefect_logging,
     mlflow_text,
     needles,
     pii_found,
@@ -57,6 +58,7 @@ def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_u
     from flows.ingest import ingest
     from flows.nightly_retrain import nightly_retrain
 
+    configure_prefect_logging()
     handler = Records()
     names = ("prefect", "ticketlens", "tasks", "mlflow", "httpx")
     for name in names:
