@@ -22,7 +22,8 @@ from bench.fault_suite import (
 )
 from helpdesk_sim.testing import running_simulator
 
-pytestmark = pytest.mark.slow
+# The module fixture trains a champion and starts a forkserver (~3-5 min on a busy 2-CPU machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 TRIALS = int(os.environ.get("TICKETLENS_FAULT_TRIALS", "2"))
 
 

@@ -88,7 +88,7 @@ def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_u
             get_settings.cache_clear()
             ingest()
             nightly_retrain()  # promotes, then backfills
-            sim.set_faults(error_burst=2)  # a retried blip, logged
+            sim.set_faults(error_burst=1)  # a retried blip, logged (MAX_RETRIES=1)
             hourly_pipeline()
             sim.advance(3600)
             sim.set_faults(error_rate=1.0)  # write-back fails: the error text is stored in the warehouse
