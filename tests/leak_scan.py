@@ -68,9 +68,15 @@ def prefect_text() -> str:
             if len(logs) < 200:
                 break
             offset += 200
-        for artifact in client.read_artifacts(limit=1000):
-            parts.append(str(artifact.data))
-            parts.append(str(artifact.description))
+        offset = 0
+        while True:
+            artifacts = client.read_artifacts(limit=200, offset=offset)
+            for artifact in artifacts:
+                parts.append(str(artifact.data))
+                parts.append(str(artifact.description))
+            if len(artifacts) < 200:
+                break
+            offset += 200
     return "\n".join(parts)
 
 
