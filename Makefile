@@ -5,7 +5,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export GX_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: install demo test lint unit bench bench-accuracy sim up down status deploy clean
+.PHONY: install demo test lint unit bench bench-accuracy fault-suite sim up down status deploy clean
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
@@ -28,6 +28,13 @@ bench: install
 	$(UV) run python -m bench.backfill_bench
 	$(UV) run python -m bench.spike_bench
 	$(UV) run python -m bench.csat_bench
+
+## Kill -9 fault suite: ingest, scoring, write-back and backfill SIGKILLed at seeded random moments, rerun, compared
+## with the source (FAULT_TRIALS per step on SQLite, FAULT_PG_TRIALS on PostgreSQL when reachable).
+FAULT_TRIALS ?= 20
+FAULT_PG_TRIALS ?= 5
+fault-suite: install
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(UV) run python -c "import sys; from bench.fault_suite import main; sys.exit(main(sys.argv[1:]))" --trials $(FAULT_TRIALS) --pg-trials $(FAULT_PG_TRIALS)
 
 ## Classifier accuracy on the real BANKING77 dataset (../shared/data/banking77).
 bench-accuracy: install

@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.backfill import backfill_partition, plan_backfill
+from tasks.runlock import flow_lock
 from tasks.scoring import resolve_version
 from tasks.settings import get_settings
 from tasks.tracking import CHAMPION
@@ -73,6 +74,13 @@ def backfill(start: datetime | None = None, end: datetime | None = None, model_a
     """Re-score tickets created in [start, end) (whole history by default) with the aliased or given version."""
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
+    with flow_lock(settings, "backfill", run_id) as held:
+        if not held:
+            return {"skipped": True, "partitions": 0, "scored": 0}
+        return _backfill(settings, run_id, start, end, model_alias, model_version)
+
+
+def _backfill(settings, run_id: str, start, end, model_alias: str, model_version: str | None) -> dict:
     version = resolve_version(settings, model_alias, model_version)
     partitions = plan_backfill(settings, version, start, end)
     scored = 0

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import sqlalchemy as sa
 
 from tasks.settings import get_settings
+from tasks.warehouse import schema
 from tasks.warehouse.engine import describe_url, get_engine
 
 DEMO_START = datetime(2026, 8, 1, tzinfo=UTC)
@@ -27,8 +28,9 @@ def print_warehouse(url: str) -> None:
     engine = get_engine(url)
     with engine.connect() as conn:
         counts = {
-            table: conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-            for table in ("tickets", "csat_ratings", "agents", "groups", "ticket_fields", "raw_records", "quarantine")
+            table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for table in (schema.tickets, schema.csat_ratings, schema.agents, schema.groups, schema.ticket_fields,
+                          schema.raw_records, schema.quarantine)
         }
         by_status = conn.execute(
             sa.text("SELECT status, COUNT(*) FROM tickets GROUP BY status ORDER BY COUNT(*) DESC")

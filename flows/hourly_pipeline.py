@@ -31,6 +31,7 @@ from prefect.runtime import flow_run
 
 from flows.ingest import ingest
 from flows.spikes import spike_detection
+from tasks.runlock import flow_lock
 from tasks.runtime import hourly_window
 from tasks.scoring import score_new_tickets, score_window_tickets
 from tasks.settings import get_settings
@@ -52,8 +53,17 @@ def hourly_pipeline(start: datetime | None = None, end: datetime | None = None,
     window = hourly_window(start, end)
     run_id = str(flow_run.id or uuid4())
     get_run_logger().info("Window %s", window)
+    with flow_lock(settings, "hourly-pipeline", run_id) as held:
+        if not held:
+            return {"skipped": True, "window": window.as_dict()}
+        return _hourly(settings, run_id, window, max_pages)
+
+
+def _hourly(settings, run_id: str, window, max_pages: int | None) -> dict:
     explicit = window.source == "parameters"
     ingested = ingest(start_time=window.start if explicit else None, max_pages=max_pages)
+    if ingested.get("skipped"):  # a separate ingest run is busy: score what is already loaded
+        ingested = {"tickets": {"fetched": 0}, "satisfaction_ratings": {"fetched": 0}, "skipped": True}
     scored = score_new_tickets(settings, run_id)
     in_window = score_window_tickets(settings, run_id, window.start, window.end)
     planned = plan_writeback(settings)

@@ -30,6 +30,7 @@ from tasks.ingest import (
     validate_rating_page,
     validate_ticket_page,
 )
+from tasks.runlock import flow_lock
 from tasks.settings import Settings, get_settings
 from tasks.warehouse.engine import describe_url
 
@@ -49,6 +50,13 @@ def ingest(start_time: datetime | None = None, max_pages: int | None = None) -> 
     logger.info("Warehouse %s, helpdesk %s", describe_url(settings.warehouse_url), settings.helpdesk_base_url)
 
     prepare_warehouse(settings.warehouse_url)
+    with flow_lock(settings, "ingest", run_id) as held:
+        if not held:
+            return {"skipped": True}
+        return _ingest(settings, start_time, max_pages, run_id)
+
+
+def _ingest(settings: Settings, start_time, max_pages, run_id) -> dict[str, dict]:
     field_map = load_dimensions(settings)
     summaries = [
         ingest_tickets(settings, field_map, start_time, max_pages, run_id),

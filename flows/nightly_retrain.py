@@ -8,11 +8,14 @@ Table of contents: load-labelled-tickets → check-training-set → train-challe
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import uuid4
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from models.classifier import ClassifierConfig
+from tasks.runlock import flow_lock
 from tasks.runtime import daily_window
 from tasks.settings import get_settings
 from tasks.tracking import ensure_experiment
@@ -42,6 +45,14 @@ def nightly_retrain(classifier_config: dict | None = None, end: datetime | None 
     settings = get_settings()
     window = daily_window(end=end)
     get_run_logger().info("Window %s%s", window, "; training cutoff at its end" if end is not None else "")
+    lock_owner = str(flow_run.id or uuid4())
+    with flow_lock(settings, "nightly-retrain", lock_owner) as held:
+        if not held:
+            return {"skipped": True, "promoted": False}
+        return _retrain(settings, classifier_config, window, end)
+
+
+def _retrain(settings, classifier_config: dict | None, window, end: datetime | None) -> dict:
     # Initialise the MLflow store once, before any parallel work (fresh SQLite stores crash on concurrent use).
     ensure_experiment(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
     frame = load_labelled_tickets(settings.warehouse_url, settings.training_max_rows,

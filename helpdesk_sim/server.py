@@ -64,6 +64,12 @@ class Faults:
     invalid_row_pages: int = 0  # next N export pages: ~5% of tickets with an invalid status / times
     duplicate_id_pages: int = 0  # next N export pages: some tickets repeated within the page
     reject_cursors: bool = False  # every cursor request → 422
+    rate_limit_storm: int = 0  # next N /api requests → 429 with Retry-After (a storm, regardless of the budget)
+    error_burst: int = 0  # next N /api requests → 500/503
+    repeat_across_pages: int = 0  # next N export pages: also repeat the first tickets of the stream (seen before)
+    wrong_type_pages: int = 0  # next N export pages: some tickets with fields of an unexpected JSON type
+    huge_body_pages: int = 0  # next N export pages: one ticket with a 1 MiB description
+    dirty_text_pages: int = 0  # next N export pages: control chars, invalid UTF-8 bytes, HTML and <script>
 
 
 @dataclass
@@ -299,6 +305,14 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             if limited:
                 state.stats["rate_limited"] += 1
                 return json_response({"error": "APIRateLimitExceeded"}, 429, {"Retry-After": config.retry_after})
+            if faults.rate_limit_storm > 0:
+                faults.rate_limit_storm -= 1
+                state.stats["rate_limited"] += 1
+                return json_response({"error": "APIRateLimitExceeded"}, 429, {"Retry-After": config.retry_after})
+            if faults.error_burst > 0:
+                faults.error_burst -= 1
+                state.stats["errors_served"] += 1
+                return json_response({"error": "ServiceUnavailable"}, state.rng.choice((500, 503)))
             if faults.error_rate and state.rng.random() < faults.error_rate:
                 state.stats["errors_served"] += 1
                 return json_response({"error": "ServiceUnavailable"}, state.rng.choice((500, 503)))
@@ -350,10 +364,36 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             if faults.duplicate_id_pages > 0 and tickets:
                 faults.duplicate_id_pages -= 1
                 tickets.extend(dict(t) for t in tickets[: max(1, len(tickets) // 20)])
+            if faults.repeat_across_pages > 0 and "cursor" in q:
+                faults.repeat_across_pages -= 1
+                first, _, _ = state.export((0, 0), now, 5)
+                tickets[:0] = [state.ticket_json(i, now) for i in first]
+            if faults.wrong_type_pages > 0:
+                faults.wrong_type_pages -= 1
+                for k, t in enumerate(tickets):
+                    if k % 20 == 5:
+                        t["requester_id"] = "not-a-number"
+                    elif k % 20 == 7:
+                        t["tags"] = "comma,separated,string"
+                    elif k % 20 == 9:
+                        t["subject"] = {"unexpected": "object"}
+            if faults.huge_body_pages > 0 and tickets:
+                faults.huge_body_pages -= 1
+                tickets[0]["description"] = "A very long complaint. " * (2**20 // 23 + 1)
+            dirty = faults.dirty_text_pages > 0 and bool(tickets)
+            if dirty:
+                faults.dirty_text_pages -= 1
+                for k, t in enumerate(tickets):
+                    if k % 10 == 2:
+                        t["subject"] = "Refund\x00 please\x07\x1b[31m now"
+                        t["description"] = (t["description"] or "") + " BADUTF8 <p>Hi</p><script>alert('x')</script>"
             if faults.malformed_pages > 0:
                 faults.malformed_pages -= 1
                 raw = orjson.dumps(body)
                 return Response(raw[: max(1, len(raw) // 2)], media_type="application/json")
+        if dirty:  # raw bytes that are not UTF-8, inside a JSON string: what a broken mail gateway produces
+            return Response(orjson.dumps(body).replace(b"BADUTF8", b"caf\xe9 \xff\xfe"),
+                            media_type="application/json")
         return json_response(body)
 
     @app.get("/api/v2/satisfaction_ratings")
@@ -408,6 +448,20 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
     @app.get("/api/v2/ticket_fields.json")
     def list_ticket_fields(request: Request):
         return listing(request, "ticket_fields", dataset.ticket_fields)
+
+    @app.get("/api/v2/tickets/show_many.json")
+    def show_many(request: Request):
+        try:
+            ids = [int(x) for x in request.query_params.get("ids", "").split(",") if x]
+        except ValueError:
+            return json_response({"error": "InvalidValue", "description": "ids must be integers"}, 400)
+        if len(ids) > 100:
+            return json_response({"error": "TooManyValues", "description": "at most 100 ids"}, 400)
+        with state.lock:
+            now = state.now
+            found = [state.ticket_json(i, now) for i in ids
+                     if i in state.by_id and state.by_id[i].created_at <= now]
+        return json_response({"tickets": found})
 
     @app.put("/api/v2/tickets/update_many.json")
     async def update_many(request: Request):

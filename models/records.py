@@ -276,3 +276,43 @@ def _int_columns(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
         if col in frame.columns:
             frame[col] = frame[col].astype("Int64")
     return frame
+
+
+_MARKUP = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
+_SCRIPT = re.compile(r"<\s*script\b", re.IGNORECASE)
+
+
+def text_anomalies(records: Sequence[Any], fields: Sequence[str] = ("subject", "description"),
+                   max_chars: int | None = None) -> dict[str, list[str]]:
+    """Record ids per kind of suspicious text, for a clear log line: what arrived and what we do with it.
+
+    ``control_chars`` are stripped on load, ``invalid_utf8`` bytes arrive as U+FFFD (the client replaced
+    them), ``html``/``script`` markup is stored verbatim and stripped before scoring, ``oversized`` texts are
+    quarantined by the validation suite, ``not_text`` values are quarantined as type errors.
+    """
+    found: dict[str, list[str]] = {}
+    for rec in records:
+        if not isinstance(rec, Mapping):
+            continue
+        rid = str(rec.get("id"))
+        kinds = set()
+        for name in fields:
+            value = rec.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                kinds.add("not_text")
+                continue
+            if _CONTROL_CHARS.search(value):
+                kinds.add("control_chars")
+            if "\ufffd" in value:
+                kinds.add("invalid_utf8")
+            if _SCRIPT.search(value):
+                kinds.add("script")
+            elif _MARKUP.search(value):
+                kinds.add("html")
+            if max_chars is not None and len(value) > max_chars:
+                kinds.add("oversized")
+        for kind in kinds:
+            found.setdefault(kind, []).append(rid)
+    return found

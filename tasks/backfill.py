@@ -61,8 +61,9 @@ def _utc(value: datetime) -> datetime:
 
 @task(name="backfill-partition", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def backfill_partition(settings: Settings, partition: Partition, version: str, run_id: str,
-                       chunk: int = 5000) -> int:
+                       chunk: int | None = None) -> int:
     """Score one month in chunks of ``chunk`` tickets (memory bounded by the chunk), then mark it done."""
+    chunk = chunk or settings.scoring_chunk_size
     engine = get_engine(settings.warehouse_url)
     last_id = -1
     total = 0

@@ -15,6 +15,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import base64
+import json as json_module
 import logging
 import math
 import random
@@ -416,6 +417,17 @@ class HelpdeskClient:
             )
         try:
             body = response.json()
+        except UnicodeDecodeError:
+            # Bytes that are not UTF-8 inside an otherwise complete page (a broken mail gateway): keep the
+            # page, replace the bad bytes with U+FFFD and say so, rather than fail the stream on every retry.
+            text = response.content.decode("utf-8", errors="replace")
+            log.warning("Helpdesk page %s held %d invalid UTF-8 sequence(s); replaced with U+FFFD.",
+                        path, text.count("\ufffd"))
+            try:
+                body = json_module.loads(text)
+            except ValueError:
+                raise _Retryable("body is not valid JSON (and not valid UTF-8)", status=status,
+                                 malformed=True) from None
         except ValueError:
             raise _Retryable(
                 f"body is not valid JSON ({len(response.content)} bytes, "
@@ -533,6 +545,16 @@ class HelpdeskClient:
 
     def list_ticket_fields(self) -> list[dict[str, Any]]:
         return self._list_all("/api/v2/ticket_fields.json", "ticket_fields")
+
+    def show_many(self, ids: list[int]) -> list[dict[str, Any]]:
+        """Current state of up to 100 tickets (``/api/v2/tickets/show_many.json?ids=...``); deleted ones are absent."""
+        if not ids:
+            return []
+        if len(ids) > MAX_UPDATE_MANY:
+            raise ValueError(f"show_many takes at most {MAX_UPDATE_MANY} ids, got {len(ids)}")
+        body, _ = self._request("GET", "/api/v2/tickets/show_many.json",
+                                params={"ids": ",".join(str(int(i)) for i in ids)}, validate=_require_list("tickets"))
+        return [t for t in body["tickets"] if isinstance(t, dict)]
 
     # ----------------------------------------------------------------------------------------- writes
 

@@ -7,6 +7,7 @@ is cached; retries live in the HTTP client (429 / 5xx / timeouts), not on top of
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from models.records import (
     normalize_ratings,
     normalize_tickets,
     payload_sha256,
+    text_anomalies,
 )
 from tasks.helpdesk import CursorRejectedError, HelpdeskClient, RatingPage, TicketPage
 from tasks.settings import Settings
@@ -191,6 +193,27 @@ class StreamSummary:
             self.checks[name] = self.checks.get(name, 0) + int(check.get("unexpected_count") or 0)
 
 
+ANOMALY_ACTIONS = {
+    "control_chars": "control characters stripped on load",
+    "invalid_utf8": "invalid UTF-8 bytes replaced with U+FFFD",
+    "html": "HTML markup stored verbatim, stripped before scoring",
+    "script": "<script> content stored verbatim (never rendered), stripped before scoring",
+    "oversized": "longer than TICKETLENS_MAX_TEXT_CHARS: quarantined",
+    "not_text": "subject/description of a non-text type: quarantined",
+}
+
+
+def log_text_anomalies(records: Sequence[Mapping[str, Any]], max_chars: int) -> dict[str, list[str]]:
+    """One warning per kind of suspicious ticket text in a page (ids, not content: it may hold PII)."""
+    found = text_anomalies(records, max_chars=max_chars)
+    logger = get_run_logger()
+    for kind, ids in sorted(found.items()):
+        level = logging.INFO if kind == "html" else logging.WARNING  # HTML e-mail is normal; the rest is not
+        logger.log(level, "%d ticket(s) with %s (ids %s%s): %s.", len(ids), kind.replace("_", " "),
+                       ", ".join(ids[:5]), ", ..." if len(ids) > 5 else "", ANOMALY_ACTIONS[kind])
+    return found
+
+
 # ----------------------------------------------------------------------------------------------- tasks
 
 
@@ -261,7 +284,8 @@ def fetch_ticket_page(settings: Settings, position: Position, fallback_start: in
     """GET one incremental-export page. A rejected cursor falls back to the stored watermark."""
     client = helpdesk_client(settings)
     try:
-        return next(iter(client.export_tickets(cursor=position.cursor, start_time=position.start_time)))
+        return next(iter(client.export_tickets(cursor=position.cursor, start_time=position.start_time,
+                                              per_page=settings.helpdesk_export_page_size)))
     except CursorRejectedError as exc:
         if position.cursor is None:
             raise
@@ -270,7 +294,7 @@ def fetch_ticket_page(settings: Settings, position: Position, fallback_start: in
             "The helpdesk rejected the stored ticket cursor (%s); restarting the export at start_time=%d. "
             "Tickets seen again are absorbed by the idempotent upsert.", exc, start,
         )
-        return next(iter(client.export_tickets(start_time=start)))
+        return next(iter(client.export_tickets(start_time=start, per_page=settings.helpdesk_export_page_size)))
 
 
 @task(name="fetch-rating-page", cache_policy=NO_CACHE)
@@ -288,6 +312,7 @@ def validate_ticket_page(settings: Settings, page: TicketPage, field_map: FieldM
     """Normalize to warehouse shape and run the GX suite; raises on schema drift or too many bad rows."""
     from tasks.validation import validate_batch
 
+    log_text_anomalies(page.tickets, settings.max_text_chars)
     frame = normalize_tickets(page.tickets, page.metric_sets, field_map)
     return validate_batch(
         TICKET_STREAM, frame, max_failure_share=settings.validation_max_failure_share,

@@ -6,8 +6,11 @@ and a promotion is picked up on the next run. No champion → a clear error, nev
 
 from __future__ import annotations
 
+import json
+import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,7 +22,14 @@ from models.routing import RoutingPolicy
 from models.scoring import score_tickets
 from models.taxonomy import load_taxonomy
 from tasks.settings import Settings
-from tasks.tracking import CHAMPION, load_version, version_by_alias
+from tasks.tracking import (
+    CHAMPION,
+    RegistryUnavailableError,
+    describe_tracking_uri,
+    load_version,
+    scrub_uri,
+    version_by_alias,
+)
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.load import dialect_insert, get_stream_state, save_stream_state
 from tasks.warehouse.schema import ticket_predictions, tickets
@@ -37,41 +47,111 @@ class ChampionMissingError(RuntimeError):
 def resolve_version(settings: Settings, alias: str = CHAMPION, version: str | None = None) -> str:
     if version is not None:
         return str(version)
-    found = version_by_alias(settings.mlflow_tracking_uri, settings.model_name, alias)
+    try:
+        found = version_by_alias(settings.mlflow_tracking_uri, settings.model_name, alias)
+    except RegistryUnavailableError as exc:
+        return pinned_version(settings, exc)
     if found is None:
         raise ChampionMissingError(
             f"No version of '{settings.model_name}' has the alias '{alias}' in the MLflow registry at "
-            f"TICKETLENS_MLFLOW_TRACKING_URI={settings.mlflow_tracking_uri}. Run the nightly-retrain flow first "
-            f"(it registers and promotes a champion), or check the tracking URI."
+            f"TICKETLENS_MLFLOW_TRACKING_URI={describe_tracking_uri(settings.mlflow_tracking_uri)}. Run the "
+            f"nightly-retrain flow first (it registers and promotes a champion), or check the tracking URI."
         )
     return str(found.version)
+
+
+def pinned_version(settings: Settings, outage: RegistryUnavailableError) -> str:
+    """The explicitly pinned, locally cached version during a registry outage — or a clear failure."""
+    hint = ("Scoring stopped before writing anything. To keep scoring through an outage with a known model, set "
+            "TICKETLENS_MLFLOW_CACHE_DIR and TICKETLENS_MLFLOW_PINNED_VERSION (a version an earlier run cached).")
+    if not settings.mlflow_cache_dir or not settings.mlflow_pinned_version:
+        raise RegistryUnavailableError(f"{outage}. {hint}") from None
+    pinned = str(settings.mlflow_pinned_version)
+    if not (cache_path(settings, settings.model_name, pinned) / "MLmodel").exists():
+        raise RegistryUnavailableError(
+            f"{outage}. TICKETLENS_MLFLOW_PINNED_VERSION={pinned} is not cached in TICKETLENS_MLFLOW_CACHE_DIR="
+            f"{settings.mlflow_cache_dir} (a run with MLflow reachable caches the versions it loads)."
+        ) from None
+    get_run_logger().warning(
+        "%s. Scoring with the explicitly pinned cached version %s v%s from %s (TICKETLENS_MLFLOW_PINNED_VERSION); "
+        "predictions record that version.", outage, settings.model_name, pinned, settings.mlflow_cache_dir)
+    return pinned
+
+
+def cache_path(settings: Settings, name: str, version: str) -> Path:
+    return Path(settings.mlflow_cache_dir or ".").expanduser() / name / str(version)
+
+
+def load_registered(settings: Settings, name: str, version: str):
+    """A registered version, from the local cache when configured (and filling it), else from MLflow."""
+    import mlflow
+
+    path = cache_path(settings, name, version) if settings.mlflow_cache_dir else None
+    if path is not None and (path / "MLmodel").exists():
+        return mlflow.sklearn.load_model(str(path))
+    try:
+        model = load_version(settings.mlflow_tracking_uri, name, version)
+        if path is not None:
+            staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=_ensure_dir(path.parent)))
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
+            staging.rename(path)  # atomic: a cache entry is complete or absent
+    except RegistryUnavailableError:
+        raise
+    except Exception as exc:
+        raise RegistryUnavailableError(
+            f"Could not load {name} v{version} from the MLflow registry at TICKETLENS_MLFLOW_TRACKING_URI="
+            f"{describe_tracking_uri(settings.mlflow_tracking_uri)} ({type(exc).__name__}: "
+            f"{scrub_uri(str(exc).splitlines()[0][:300], settings.mlflow_tracking_uri) if str(exc) else ''})"
+        ) from None
+    return model
+
+
+def _ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def load_classifier(settings: Settings, version: str):
     key = (settings.mlflow_tracking_uri, settings.model_name, version)
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = load_version(settings.mlflow_tracking_uri, settings.model_name, version)
+            _CACHE[key] = load_registered(settings, settings.model_name, version)
         return _CACHE[key]
 
 
 def load_sentiment(settings: Settings):
-    """The registered CSAT sentiment champion when there is one, else VADER (see models.sentiment)."""
+    """The registered CSAT sentiment champion when there is one, else VADER (see models.sentiment).
+
+    The choice is remembered in the model cache dir (when configured), so a registry outage with a pinned
+    classifier keeps the same sentiment model instead of silently switching.
+    """
     from models.sentiment import CsatSentiment, VaderSentiment
 
-    found = version_by_alias(settings.mlflow_tracking_uri, settings.sentiment_model_name, CHAMPION)
-    if found is None:
+    choice_file = Path(settings.mlflow_cache_dir).expanduser() / "sentiment-choice.json" \
+        if settings.mlflow_cache_dir else None
+    try:
+        found = version_by_alias(settings.mlflow_tracking_uri, settings.sentiment_model_name, CHAMPION)
+        version = None if found is None else str(found.version)
+        if choice_file is not None:
+            _ensure_dir(choice_file.parent)
+            choice_file.write_text(json.dumps({"version": version}))
+    except RegistryUnavailableError as exc:
+        if choice_file is None or not settings.mlflow_pinned_version or not choice_file.exists():
+            raise RegistryUnavailableError(f"{exc}. Scoring stopped before writing anything.") from None
+        version = json.loads(choice_file.read_text())["version"]
+        get_run_logger().warning("MLflow unreachable: sentiment from the cached choice (%s).",
+                                 f"{settings.sentiment_model_name} v{version}" if version else "VADER")
+    if version is None:
         key = ("vader", "", "")
         with _LOCK:
             if key not in _CACHE:
                 _CACHE[key] = VaderSentiment()
             return _CACHE[key]
-    key = (settings.mlflow_tracking_uri, settings.sentiment_model_name, str(found.version))
+    key = (settings.mlflow_tracking_uri, settings.sentiment_model_name, version)
     with _LOCK:
         if key not in _CACHE:
             model = CsatSentiment()
-            model.pipeline = load_version(settings.mlflow_tracking_uri, settings.sentiment_model_name,
-                                          found.version)
+            model.pipeline = load_registered(settings, settings.sentiment_model_name, version)
             _CACHE[key] = model
         return _CACHE[key]
 
@@ -139,33 +219,37 @@ def read_partition(conn: sa.Connection, start: datetime, end: datetime, after_id
 
 
 @task(name="score-new-tickets", cache_policy=NO_CACHE)
-def score_new_tickets(settings: Settings, run_id: str, chunk: int = 5000) -> dict[str, Any]:
+def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None) -> dict[str, Any]:
     """Score tickets loaded since the scoring watermark (``tickets.extracted_at``), chunk by chunk.
 
     Each chunk's predictions and the watermark that follows it commit together, so a killed run resumes.
     """
     logger = get_run_logger()
+    chunk = chunk or settings.scoring_chunk_size
     version = resolve_version(settings)
     engine = get_engine(settings.warehouse_url)
     scored_total = 0
     while True:
         with engine.begin() as conn:
             state = get_stream_state(conn, SCORING_STREAM)
-            since = EPOCH + timedelta(microseconds=state.watermark) if state and state.watermark else None
             where = tickets.c.is_deleted.is_(False)
-            if since is not None:
-                where = sa.and_(where, tickets.c.extracted_at > since)
+            if state and state.watermark:
+                # Keyset on (extracted_at, id): a page of 1,000 tickets shares one extracted_at, and a chunk
+                # smaller than that must not skip the rest of the group.
+                since = EPOCH + timedelta(microseconds=state.watermark)
+                after = tickets.c.extracted_at > since
+                if state.cursor is not None:
+                    after = sa.or_(after, sa.and_(tickets.c.extracted_at == since, tickets.c.id > int(state.cursor)))
+                where = sa.and_(where, after)
             frame = read_tickets(conn, where, chunk)
             if frame.empty:
                 break
-            # Never split a group of tickets sharing one extracted_at across chunks (the watermark is strict).
-            last = frame["extracted_at"].max()
-            if len(frame) == chunk:
-                frame = frame[frame["extracted_at"] < last] if (frame["extracted_at"] < last).any() else frame
             scored = predict_frame(settings, frame, version)
             scored_total += write_predictions(conn, scored, run_id)
-            mark = pd.Timestamp(frame["extracted_at"].max())
-            save_stream_state(conn, SCORING_STREAM, cursor=None, watermark=int(mark.value // 1000), run_id=run_id)
+            last = frame.iloc[-1]
+            mark = pd.Timestamp(last["extracted_at"])
+            save_stream_state(conn, SCORING_STREAM, cursor=str(int(last["id"])), watermark=int(mark.value // 1000),
+                              run_id=run_id)
         logger.info("Scored %d tickets with %s v%s", len(frame), settings.model_name, version)
     return {"model_version": version, "scored": scored_total}
 

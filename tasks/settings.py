@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Longest Retry-After honoured before giving up on a request."
     )
     helpdesk_csat_page_size: int = Field(100, gt=0, le=100)
+    helpdesk_export_page_size: int = Field(
+        1000, gt=0, le=1000, description="Tickets per incremental-export page (Zendesk allows up to 1000)."
+    )
 
     # --- custom ticket fields (matched on the field title from /api/v2/ticket_fields) ------------------
     contact_reason_field_title: str = Field(
@@ -123,6 +126,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Also set custom fields: JSON map of category/sentiment/tier/routing_group/auto_reply → field id.',
     )
+    scoring_chunk_size: int = Field(
+        5000, gt=0, description="Tickets scored per transaction (hourly scoring and each backfill partition)."
+    )
     writeback_dry_run: bool = Field(False, description="Plan write-back and log it, but push nothing.")
     writeback_job_polls: int = Field(5, ge=0, description="Job-status polls per run before leaving it for later.")
     writeback_poll_interval_seconds: float = Field(1.0, ge=0)
@@ -188,6 +194,19 @@ class Settings(BaseSettings):
     auto_reply_min_tickets: int = Field(30, gt=0, description="Minimum volume for an auto-reply candidate.")
     auto_reply_min_high_confidence_share: float = Field(
         0.6, ge=0, le=1, description="Share of a category's tickets at/above the auto-reply confidence needed."
+    )
+    # --- hardening -----------------------------------------------------------------------------------------
+    run_lock_wait_seconds: float = Field(
+        0.0, ge=0, description="How long a run waits for another run of the same flow before exiting cleanly."
+    )
+    run_lock_lease_seconds: float = Field(
+        300.0, gt=0, description="Run-lock lease, renewed by a heartbeat; a crashed run's lock expires after it."
+    )
+    mlflow_cache_dir: str | None = Field(
+        None, description="Directory of locally cached model versions, used only with TICKETLENS_MLFLOW_PINNED_VERSION."
+    )
+    mlflow_pinned_version: str | None = Field(
+        None, description="Champion version to load from TICKETLENS_MLFLOW_CACHE_DIR when MLflow is unreachable."
     )
 
     @field_validator("ingest_initial_start_time")

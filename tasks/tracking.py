@@ -55,16 +55,59 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_location: str
         return experiment_id
 
 
+class RegistryUnavailableError(RuntimeError):
+    """The MLflow tracking server / registry could not be asked (down, unreachable, broken store)."""
+
+
+# Error codes that mean "asked, and there is no such model or alias" (as opposed to "could not ask").
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+
+def describe_tracking_uri(uri: str) -> str:
+    """The tracking URI with any password hidden (http://user:***@host), for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def scrub_uri(text: str, uri: str) -> str:
+    """``text`` with the tracking URI's password removed (MLflow's own errors quote the full URL)."""
+    from urllib.parse import unquote, urlsplit
+
+    password = urlsplit(uri).password
+    if password:
+        for form in {password, unquote(password)}:
+            text = text.replace(form, "***")
+    return text
+
+
 def version_by_alias(tracking_uri: str, model_name: str, alias: str):
-    """The registered version behind an alias, or None (no model or no alias yet)."""
+    """The registered version behind an alias, or None (no model or no alias yet).
+
+    An unreachable or failing registry raises ``RegistryUnavailableError`` instead: "could not ask" must never
+    look like "no champion" (that would silently switch models, e.g. to VADER for sentiment).
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(tracking_uri)
     try:
         return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND_CODES:
+            return None
+        reason = f"{exc.error_code}: {str(exc).splitlines()[0][:300]}"
+    except Exception as exc:  # the store itself failed (connection refused, broken SQLite file, ...)
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    raise RegistryUnavailableError(
+        f"The MLflow registry at TICKETLENS_MLFLOW_TRACKING_URI={describe_tracking_uri(tracking_uri)} could not "
+        f"be reached while looking up '{model_name}@{alias}' ({scrub_uri(reason, tracking_uri)})"
+    )
 
 
 def load_version(tracking_uri: str, model_name: str, version: str | int):

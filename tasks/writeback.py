@@ -28,6 +28,7 @@ from tasks.warehouse.load import dialect_insert, get_stream_state, save_stream_s
 from tasks.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
 
 BATCH = 100
+IN_DOUBT = "pushing"  # a batch is about to be (or was) sent, but its job id is not recorded yet
 PLAN_STREAM = "writeback-plan"  # extraction_state row: watermark = max predicted_at planned (µs), cursor = config
 PLAN_LOOKBACK = timedelta(minutes=10)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -96,6 +97,8 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
     logger = get_run_logger()
     engine = get_engine(settings.warehouse_url)
     w = writeback_state
+    if not settings.writeback_dry_run:
+        reconcile_in_doubt(settings)
     with engine.connect() as conn:
         todo = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.pushed_tags)
                             .where(w.c.status.in_(["pending", "failed"])).order_by(w.c.ticket_id)
@@ -115,6 +118,8 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
                     **({"custom_fields": r["desired_fields"]} if r["desired_fields"] else {})} for r in batch]
         ids = [u["id"] for u in updates]
         now = datetime.now(UTC)
+        with engine.begin() as conn:  # committed BEFORE the request: a crash now leaves the batch "in doubt"
+            conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(status=IN_DOUBT, updated_at=now))
         try:
             job = client.update_many(updates)
         except HelpdeskError as exc:
@@ -131,6 +136,65 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
                 status="submitted", job_id=job.id, attempts=w.c.attempts + 1, updated_at=now))
         submitted += len(batch)
     return {"submitted": submitted, "failed": failed, "dry_run": 0}
+
+
+def ticket_matches(ticket: dict[str, Any], desired_tags: list[str], pushed_tags: list[str] | None,
+                   desired_fields: list[dict[str, Any]] | None) -> bool:
+    """Does the helpdesk's ticket already carry what we meant to push (tags added, outdated ones removed)?"""
+    tags = set(ticket.get("tags") or ())
+    if not set(desired_tags) <= tags or tags & set(removable_tags(pushed_tags, desired_tags)):
+        return False
+    fields = {f.get("id"): f.get("value") for f in ticket.get("custom_fields") or () if isinstance(f, dict)}
+    return all(fields.get(f["id"]) == f["value"] for f in desired_fields or ())
+
+
+def reconcile_in_doubt(settings: Settings) -> dict[str, int]:
+    """Settle batches a killed run left between "about to push" and "job recorded".
+
+    Whether that push reached the helpdesk is unknown, so instead of pushing again (a double write-back) the
+    tickets are read back (show_many): those already carrying the desired tags are marked done, the others go
+    back to pending. Deleted tickets are marked failed with a reason.
+    """
+    from tasks.ingest import helpdesk_client
+
+    engine = get_engine(settings.warehouse_url)
+    w = writeback_state
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.desired_sha256,
+                                      w.c.pushed_tags).where(w.c.status == IN_DOUBT)).mappings().all()
+    if not rows:
+        return {"confirmed": 0, "requeued": 0, "missing": 0}
+    client = helpdesk_client(settings)
+    confirmed = requeued = missing = 0
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start:start + BATCH]
+        try:
+            seen = {int(t["id"]): t for t in client.show_many([int(r["ticket_id"]) for r in batch])
+                    if isinstance(t.get("id"), int)}
+        except HelpdeskError as exc:
+            get_run_logger().warning("Could not read back %d in-doubt write-backs (%s); trying next run.",
+                                     len(batch), exc)
+            continue
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            for row in batch:
+                ticket = seen.get(int(row["ticket_id"]))
+                if ticket is None:
+                    values = {"status": "failed", "last_error": "ticket not found in the helpdesk (deleted?)"}
+                    missing += 1
+                elif ticket_matches(ticket, row["desired_tags"], row["pushed_tags"], row["desired_fields"]):
+                    values = {"status": "done", "pushed_tags": row["desired_tags"],
+                              "pushed_sha256": row["desired_sha256"], "last_error": None}
+                    confirmed += 1
+                else:
+                    values = {"status": "pending"}
+                    requeued += 1
+                conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"], w.c.status == IN_DOUBT)
+                             .values(updated_at=now, **values))
+    get_run_logger().warning(
+        "Write-back: %d tickets were in doubt after an interrupted run: %d already carried their tags (not pushed "
+        "again), %d requeued, %d no longer in the helpdesk.", len(rows), confirmed, requeued, missing)
+    return {"confirmed": confirmed, "requeued": requeued, "missing": missing}
 
 
 @task(name="poll-writeback-jobs", cache_policy=NO_CACHE)

@@ -6,6 +6,8 @@ The schema is created and evolved only through Alembic, so SQLite and PostgreSQL
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,10 +35,12 @@ def get_engine(url: str) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # hide_parameters: a failing statement's error never carries ticket text (PII) into logs.
+    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True,
+                            connect_args={"connect_timeout": 10})
 
 
 def alembic_config(url: str):
@@ -66,6 +70,26 @@ def current_revision(url: str) -> str | None:
 
     with get_engine(url).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+class WarehouseUnavailableError(RuntimeError):
+    """The warehouse connection failed mid-run (server restarted, network cut); the next run resumes."""
+
+
+@contextmanager
+def warehouse_errors(url: str, what: str) -> Iterator[None]:
+    """Turn a lost warehouse connection into one clear error that names the warehouse (never its password)."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if not (exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)):
+            raise
+        first = str(exc.orig).strip().splitlines()[0][:300] if exc.orig is not None else type(exc).__name__
+        raise WarehouseUnavailableError(
+            f"The warehouse {describe_url(url)} became unavailable during {what} ({type(exc.orig).__name__}: "
+            f"{first}). Everything committed before stays; the next run resumes from there. Check that the "
+            f"database at TICKETLENS_WAREHOUSE_URL is up."
+        ) from None
 
 
 def describe_url(url: str) -> str:

@@ -175,11 +175,13 @@ def _copy_to_stage(
     from psycopg.types.json import Jsonb
 
     stage_name = f"stage_{table.name}"
-    conn.exec_driver_sql(
-        f'CREATE TEMP TABLE IF NOT EXISTS "{stage_name}" '
-        f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+    # Identifiers only (our own table names, quoted by the dialect); values always travel as parameters/COPY.
+    quote = conn.dialect.identifier_preparer.quote
+    stage_sql, table_sql = quote(stage_name), quote(table.name)
+    conn.exec_driver_sql(  # sql-identifiers-only
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage_sql} (LIKE {table_sql} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    conn.exec_driver_sql(f'TRUNCATE "{stage_name}"')
+    conn.exec_driver_sql(f"TRUNCATE {stage_sql}")  # sql-identifiers-only
     stage = sa.Table(stage_name, sa.MetaData(), *(sa.Column(c, table.c[c].type) for c in columns))
     json_cols = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
     raw = conn.connection.driver_connection

@@ -231,7 +231,7 @@ writeback_state = sa.Table(
     sa.Column("desired_sha256", sa.String(64), nullable=False),
     sa.Column("pushed_tags", JSONType),
     sa.Column("pushed_sha256", sa.String(64)),
-    sa.Column("status", sa.String(16), nullable=False),  # pending | submitted | done | failed
+    sa.Column("status", sa.String(16), nullable=False),  # pending | pushing | submitted | done | failed
     sa.Column("job_id", sa.String(64)),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
@@ -408,4 +408,14 @@ auto_reply_candidates = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("deflectable_tickets", sa.Integer, nullable=False),
     *_run_columns(),
+)
+
+run_locks = sa.Table(
+    "run_locks",
+    metadata,
+    # One row per lock name ("ingest", "backfill", ...): who holds it and until when (renewed by a heartbeat).
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(255), nullable=False),  # host:pid:run id
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )
