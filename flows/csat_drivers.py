@@ -35,6 +35,7 @@ from tasks.csat import (
     write_csat_reports,
 )
 from tasks.ingest import prepare_warehouse
+from tasks.runlock import flow_lock
 from tasks.settings import get_settings
 
 
@@ -44,6 +45,13 @@ def csat_drivers(start: datetime | None = None, end: datetime | None = None) -> 
     run_id = str(flow_run.id or uuid4())
     window = resolve_window(start, end, flow_run.scheduled_start_time, settings.csat_window_days)
     prepare_warehouse(settings.warehouse_url)
+    with flow_lock(settings, "csat-drivers", run_id) as held:
+        if not held:
+            return {"skipped": True, "window": {"start": window.start, "end": window.end}}
+        return _analyse(settings, run_id, window)
+
+
+def _analyse(settings, run_id: str, window) -> dict:
     rated = load_rated_tickets(settings.warehouse_url, window)
     window_tickets = load_window_tickets(settings.warehouse_url, window)
     names = load_names(settings.warehouse_url)

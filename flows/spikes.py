@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from tasks.ingest import prepare_warehouse
+from tasks.runlock import flow_lock
 from tasks.settings import get_settings
 from tasks.spikes import describe_hours, detect_spikes_task, publish_spike_report, send_slack_alerts
 
@@ -23,6 +24,15 @@ def spike_detection(as_of: datetime | None = None) -> dict:
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
     prepare_warehouse(settings.warehouse_url)
+    # One evaluator at a time: two overlapping runs would both open (and announce) the same alert.
+    with flow_lock(settings, "spike-detection", run_id) as held:
+        if not held:
+            return {"skipped": True, "hours": [], "opened": 0, "grew": 0, "resolved": 0,
+                    "slack": {"sent": 0, "failed": 0, "not_sent": 0}}
+        return _detect(settings, run_id, as_of)
+
+
+def _detect(settings, run_id: str, as_of: datetime | None) -> dict:
     summary = detect_spikes_task(settings, run_id, as_of)
     sent = send_slack_alerts(settings)
     publish_spike_report(settings, summary, sent)

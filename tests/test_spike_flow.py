@@ -54,3 +54,23 @@ def test_spike_flow_survives_slack_failure_and_retries(prefect_harness, flow_env
     latest = max(artifacts, key=lambda a: a.created)
     assert "App & technical › App crashes" in latest.data and "| ongoing |" in latest.data
     assert "s3cr3t" not in latest.data
+
+
+def test_overlapping_spike_run_exits_cleanly_without_alerting(prefect_harness, flow_env, slack, monkeypatch):
+    """While another run holds the spike-detection lock, a second run opens nothing and posts nothing."""
+    import sqlalchemy as sa
+
+    from flows.spikes import spike_detection
+    from tasks.runlock import run_lock
+    from tasks.warehouse.engine import get_engine
+
+    monkeypatch.setenv("TICKETLENS_SLACK_WEBHOOK_URL", slack.url)
+    get_settings.cache_clear()
+    with run_lock(flow_env, "spike-detection", "another-run"):
+        skipped = spike_detection(as_of=SPIKE_AT + timedelta(hours=1))
+    assert skipped["skipped"] is True and skipped["opened"] == 0
+    assert slack.requests == []
+    with get_engine(flow_env).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM spike_alerts")).scalar_one() == 0
+    ran = spike_detection(as_of=SPIKE_AT + timedelta(hours=1))  # the lock is free again: the hour is evaluated
+    assert ran["opened"] == 1 and len(slack.requests) == 1
