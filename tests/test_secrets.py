@@ -10,6 +10,7 @@ vocabulary). Plus a static audit: no SQL text built by string interpolation in t
 from __future__ import annotations
 
 import ast
+import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,9 +55,11 @@ def dataset():
 
 @pytest.mark.slow
 def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_url, tmp_path, monkeypatch):
+    from flows.csat_drivers import csat_drivers
     from flows.hourly_pipeline import hourly_pipeline
     from flows.ingest import ingest
     from flows.nightly_retrain import nightly_retrain
+    from tests.test_spike_alerts import SECRET_PATH, Receiver
 
     configure_prefect_logging()
     handler = Records()
@@ -66,6 +69,8 @@ def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_u
     artifacts = tmp_path / "mlartifacts"
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     raised: list[str] = []
+    slack = Receiver()  # stands in for Slack's webhook; its URL path is the secret part
+    slack.thread.start()
     try:
         with running_simulator(dataset, api_token=TOKEN, oauth_token=OAUTH) as sim:
             env = {
@@ -82,6 +87,9 @@ def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_u
                 "TICKETLENS_MLFLOW_ARTIFACT_LOCATION": str(artifacts),
                 "TICKETLENS_TRAINING_MIN_EXAMPLES_PER_CLASS": "5",
                 "TICKETLENS_WRITEBACK_POLL_INTERVAL_SECONDS": "0.05",
+                "TICKETLENS_SLACK_WEBHOOK_URL": slack.url,
+                "TICKETLENS_REPORTS_DIR": str(tmp_path / "reports"),
+                "TICKETLENS_SPIKE_MAX_CATCHUP_HOURS": "240",  # spike detection replays the whole history
             }
             for key, value in env.items():
                 monkeypatch.setenv(key, value)
@@ -89,7 +97,8 @@ def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_u
             ingest()
             nightly_retrain()  # promotes, then backfills
             sim.set_faults(error_burst=1)  # a retried blip, logged (MAX_RETRIES=1)
-            hourly_pipeline()
+            hourly_pipeline(end=datetime(2026, 7, 11, tzinfo=UTC))  # ... → write-back → spikes (Slack)
+            csat_drivers(start=datetime(2026, 7, 1, tzinfo=UTC), end=datetime(2026, 7, 12, tzinfo=UTC))
             sim.advance(3600)
             sim.set_faults(error_rate=1.0)  # write-back fails: the error text is stored in the warehouse
             from tasks.warehouse.schema import writeback_state
@@ -109,6 +118,8 @@ def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_u
         for name in names:
             logging.getLogger(name).removeHandler(handler)
         get_settings.cache_clear()
+        slack.server.shutdown()
+        slack.server.server_close()
 
     places = {
         "log records": handler.text(),
@@ -116,8 +127,14 @@ def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_u
         "MLflow params, tags and artifacts": mlflow_text(tracking, artifacts),
         "exceptions": "\n".join(raised),
         "warehouse": warehouse_text(sqlite_url),
+        "Slack messages": json.dumps([r["body"] for r in slack.requests]),
+        "report charts (file names)": "\n".join(str(p) for p in (tmp_path / "reports").rglob("*")),
     }
-    assert_no_leaks(places, needles(sim.email, TOKEN, OAUTH, WRONG))
+    assert_no_leaks(places, [*needles(sim.email, TOKEN, OAUTH, WRONG), SECRET_PATH.rsplit("/", 1)[-1]])
+    # PII: Slack carries example subjects, masked first.
+    leaked = pii_found(places["Slack messages"], [t.description or "" for t in dataset.tickets] +
+                       [t.subject or "" for t in dataset.tickets])
+    assert not leaked, f"PII in Slack: {leaked[:3]}"
 
     # PII: customer e-mails and phone numbers written in the tickets never reach MLflow.
     in_mlflow = places["MLflow params, tags and artifacts"]
