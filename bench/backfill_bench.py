@@ -4,7 +4,8 @@
 backend a fresh child process seeds a warehouse (not timed), trains the default pipeline on 20,000 labelled
 tickets (not timed), then runs the loop of ``tasks.backfill.backfill_partition`` — keyset-paginated chunks of
 5,000 tickets, ``models.scoring.score_tickets`` (text cleaning, classifier, sentiment, language, routing),
-``tasks.scoring.write_predictions`` — over the whole history, and reports tickets/s and the child's peak RSS.
+``tasks.scoring.write_predictions`` — over the whole history through ``tasks.scoring.rescore_in_chunks`` (reads and
+writes overlapped with the model), and reports tickets/s and the child's peak RSS.
 "Bare model" is ``pipeline.predict_proba`` on 100,000 of the same texts already in memory.
 """
 
@@ -48,7 +49,7 @@ def child(backend: str, tickets: int) -> dict:
     from models.scoring import score_tickets
     from models.sentiment import VaderSentiment
     from models.taxonomy import load_taxonomy
-    from tasks.scoring import read_tickets, write_predictions
+    from tasks.scoring import read_tickets, rescore_in_chunks
     from tasks.warehouse.engine import get_engine
     from tasks.warehouse.schema import tickets as tickets_t
 
@@ -77,18 +78,17 @@ def child(backend: str, tickets: int) -> dict:
         del sample, train
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         taxonomy, policy, sentiment = load_taxonomy(), RoutingPolicy(), VaderSentiment()
-        last_id, done = -1, 0
         t0 = time.perf_counter()
-        while True:
-            with engine.begin() as conn:
-                frame = read_tickets(conn, sa.and_(tickets_t.c.is_deleted.is_(False), tickets_t.c.id > last_id),
-                                     5000, order=tickets_t.c.id)
-                if frame.empty:
-                    break
-                scored = score_tickets(frame, pipeline, sentiment, detect_languages, taxonomy, policy)
-                scored["model_name"], scored["model_version"] = "bench", "1"
-                done += write_predictions(conn, scored, "bench")
-                last_id = int(frame["id"].max())
+
+        def predict(frame):
+            scored = score_tickets(frame, pipeline, sentiment, detect_languages, taxonomy, policy)
+            scored["model_name"], scored["model_version"] = "bench", "1"
+            return scored
+
+        # The same loop as tasks.backfill.backfill_partition (keyset chunks, I/O overlapped with the model).
+        done = rescore_in_chunks(engine, lambda conn, after_id: read_tickets(
+            conn, sa.and_(tickets_t.c.is_deleted.is_(False), tickets_t.c.id > after_id), 5000, order=tickets_t.c.id),
+            predict, "bench")
         seconds = time.perf_counter() - t0
         return {"backend": backend, "tickets": n, "scored": done, "seconds": seconds, "e2e_per_s": done / seconds,
                 "bare_per_s": bare, "rss_before_mb": rss_before,

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.scoring import predict_frame, read_partition, write_predictions
+from tasks.scoring import predict_frame, read_partition, rescore_in_chunks
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.schema import backfill_partitions, tickets
@@ -64,18 +64,14 @@ def backfill_partition(settings: Settings, partition: Partition, version: str, r
                        chunk: int | None = None) -> int:
     """Score one month in chunks of ``chunk`` tickets (memory bounded by the chunk), then mark it done."""
     chunk = chunk or settings.scoring_chunk_size
-    engine = get_engine(settings.warehouse_url)
-    last_id = -1
-    total = 0
-    while True:
-        with engine.begin() as conn:
-            # The query is built in tasks.scoring (not here) so that it references the worker's own table
-            # objects even when this function is shipped by value to a Dask worker.
-            frame = read_partition(conn, partition.start, partition.end, last_id, chunk)
-            if frame.empty:
-                break
-            total += write_predictions(conn, predict_frame(settings, frame, version), run_id)
-            last_id = int(frame["id"].max())
+    # The query is built in tasks.scoring (not here) so that it references the worker's own table objects even
+    # when this function is shipped by value to a Dask worker.
+    total = rescore_in_chunks(
+        get_engine(settings.warehouse_url),
+        lambda conn, after_id: read_partition(conn, partition.start, partition.end, after_id, chunk),
+        lambda frame: predict_frame(settings, frame, version),
+        run_id,
+    )
     mark_partition_done(settings, partition, version, run_id, total)
     get_run_logger().info("Partition %s: %d tickets scored with v%s", partition.key, total, version)
     return total
