@@ -133,27 +133,22 @@ class Fixture:
 
 
 def base_env(fx: Fixture, warehouse_url: str, sim) -> dict[str, str]:
-    return {
-        "TICKETLENS_WAREHOUSE_URL": warehouse_url,
-        "TICKETLENS_HELPDESK_BASE_URL": sim.base_url,
-        "TICKETLENS_HELPDESK_EMAIL": sim.email,
-        "TICKETLENS_HELPDESK_API_TOKEN": sim.api_token,
-        "TICKETLENS_HELPDESK_EXPORT_REQUESTS_PER_MINUTE": "60000",
-        "TICKETLENS_HELPDESK_REQUESTS_PER_MINUTE": "60000",
-        "TICKETLENS_HELPDESK_BACKOFF_BASE_SECONDS": "0.01",
-        "TICKETLENS_HELPDESK_BACKOFF_MAX_SECONDS": "0.05",
-        "TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE": "50",
-        "TICKETLENS_HELPDESK_CSAT_PAGE_SIZE": "20",
-        "TICKETLENS_MLFLOW_TRACKING_URI": fx.mlflow_uri,
-        "TICKETLENS_MLFLOW_ARTIFACT_LOCATION": str(fx.workdir / "mlartifacts"),
-        "TICKETLENS_TRAINING_MIN_EXAMPLES_PER_CLASS": "3",
-        "TICKETLENS_TRAINING_MIN_HOLDOUT_ROWS": "50",
-        "TICKETLENS_BACKFILL_AFTER_PROMOTION": "false",
-        "TICKETLENS_SCORING_CHUNK_SIZE": "60",
-        "TICKETLENS_BACKFILL_WORKERS": "2",
-        "TICKETLENS_WRITEBACK_POLL_INTERVAL_SECONDS": "0.05",
-        "FAULT_MODEL_VERSION": fx.model_version,
-    }
+    from helpdesk_sim.testing import client_env
+
+    return client_env(
+        warehouse_url, sim,
+        TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE="50",
+        TICKETLENS_HELPDESK_CSAT_PAGE_SIZE="20",
+        TICKETLENS_MLFLOW_TRACKING_URI=fx.mlflow_uri,
+        TICKETLENS_MLFLOW_ARTIFACT_LOCATION=str(fx.workdir / "mlartifacts"),
+        TICKETLENS_TRAINING_MIN_EXAMPLES_PER_CLASS="3",
+        TICKETLENS_TRAINING_MIN_HOLDOUT_ROWS="50",
+        TICKETLENS_BACKFILL_AFTER_PROMOTION="false",
+        TICKETLENS_SCORING_CHUNK_SIZE="60",
+        TICKETLENS_BACKFILL_WORKERS="2",
+        TICKETLENS_WRITEBACK_POLL_INTERVAL_SECONDS="0.05",
+        FAULT_MODEL_VERSION=fx.model_version,
+    )
 
 
 @contextlib.contextmanager

@@ -64,6 +64,21 @@ class SimHandle:
         return self._admin("GET", "updates")
 
 
+def client_env(warehouse_url: str, sim: SimHandle, rate_per_minute: int = 60_000, **extra: str) -> dict[str, str]:
+    """TICKETLENS_* settings that point a run at ``sim`` with pacing and backoff short enough for tests."""
+    return {
+        "TICKETLENS_WAREHOUSE_URL": warehouse_url,
+        "TICKETLENS_HELPDESK_BASE_URL": sim.base_url,
+        "TICKETLENS_HELPDESK_EMAIL": sim.email,
+        "TICKETLENS_HELPDESK_API_TOKEN": sim.api_token,
+        "TICKETLENS_HELPDESK_EXPORT_REQUESTS_PER_MINUTE": str(rate_per_minute),
+        "TICKETLENS_HELPDESK_REQUESTS_PER_MINUTE": str(rate_per_minute),
+        "TICKETLENS_HELPDESK_BACKOFF_BASE_SECONDS": "0.01",
+        "TICKETLENS_HELPDESK_BACKOFF_MAX_SECONDS": "0.05",
+        **extra,
+    }
+
+
 def _wait_healthy(url: str, timeout: float, alive=lambda: True) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

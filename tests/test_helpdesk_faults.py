@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import running_simulator
+from helpdesk_sim.testing import client_env, running_simulator
 from models.text import prepare_text
 from tasks.settings import get_settings
 from tasks.warehouse.engine import get_engine
@@ -43,18 +43,7 @@ def sim(dataset):
 @pytest.fixture
 def configure(monkeypatch, warehouse_url, sim):
     def apply(**extra: str) -> None:
-        env = {
-            "TICKETLENS_WAREHOUSE_URL": warehouse_url,
-            "TICKETLENS_HELPDESK_BASE_URL": sim.base_url,
-            "TICKETLENS_HELPDESK_EMAIL": sim.email,
-            "TICKETLENS_HELPDESK_API_TOKEN": sim.api_token,
-            "TICKETLENS_HELPDESK_EXPORT_REQUESTS_PER_MINUTE": "60000",
-            "TICKETLENS_HELPDESK_REQUESTS_PER_MINUTE": "60000",
-            "TICKETLENS_HELPDESK_BACKOFF_BASE_SECONDS": "0.01",
-            "TICKETLENS_HELPDESK_BACKOFF_MAX_SECONDS": "0.05",
-            "TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE": "200",
-            **extra,
-        }
+        env = client_env(warehouse_url, sim, TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE="200", **extra)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         get_settings.cache_clear()

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import running_simulator
+from helpdesk_sim.testing import client_env, running_simulator
 from tasks.settings import get_settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.schema import csat_ratings, extraction_state, quarantine, raw_records, tickets
@@ -44,17 +44,7 @@ def configure(monkeypatch, warehouse_url, sim):
     """Point the settings at this test's simulator and warehouse; fast retries, no client-side throttling."""
 
     def apply(**extra: str) -> None:
-        env = {
-            "TICKETLENS_WAREHOUSE_URL": warehouse_url,
-            "TICKETLENS_HELPDESK_BASE_URL": sim.base_url,
-            "TICKETLENS_HELPDESK_EMAIL": sim.email,
-            "TICKETLENS_HELPDESK_API_TOKEN": sim.api_token,
-            "TICKETLENS_HELPDESK_EXPORT_REQUESTS_PER_MINUTE": "6000",
-            "TICKETLENS_HELPDESK_REQUESTS_PER_MINUTE": "6000",
-            "TICKETLENS_HELPDESK_BACKOFF_BASE_SECONDS": "0.01",
-            "TICKETLENS_HELPDESK_BACKOFF_MAX_SECONDS": "0.05",
-            **extra,
-        }
+        env = client_env(warehouse_url, sim, rate_per_minute=6000, **extra)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         get_settings.cache_clear()

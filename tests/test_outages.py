@@ -17,7 +17,7 @@ from prefect import flow
 from sqlalchemy.engine import make_url
 
 from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import free_port, running_simulator
+from helpdesk_sim.testing import client_env, free_port, running_simulator
 from tasks.settings import get_settings
 from tasks.warehouse.engine import WarehouseUnavailableError, get_engine, migrate
 from tasks.warehouse.schema import extraction_state, raw_records, run_locks, ticket_predictions, tickets
@@ -35,18 +35,7 @@ def dataset():
 
 
 def env_for(url: str, sim, **extra: str) -> dict[str, str]:
-    return {
-        "TICKETLENS_WAREHOUSE_URL": url,
-        "TICKETLENS_HELPDESK_BASE_URL": sim.base_url,
-        "TICKETLENS_HELPDESK_EMAIL": sim.email,
-        "TICKETLENS_HELPDESK_API_TOKEN": sim.api_token,
-        "TICKETLENS_HELPDESK_EXPORT_REQUESTS_PER_MINUTE": "60000",
-        "TICKETLENS_HELPDESK_REQUESTS_PER_MINUTE": "60000",
-        "TICKETLENS_HELPDESK_BACKOFF_BASE_SECONDS": "0.01",
-        "TICKETLENS_HELPDESK_BACKOFF_MAX_SECONDS": "0.05",
-        "TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE": "100",
-        **extra,
-    }
+    return client_env(url, sim, TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE="100", **extra)
 
 
 def apply(monkeypatch, env: dict[str, str]) -> None:
