@@ -427,9 +427,12 @@ def _run_child(ctx, step: str, env: dict[str, str], api_url: str, kill_after: fl
             proc.kill()
             proc.join()
             raise TimeoutError(f"{step} did not finish within {timeout:.0f} s")
-        os.kill(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
         proc.join()
-        assert proc.exitcode == -signal.SIGKILL, proc.exitcode
+        if proc.exitcode == 0:  # it finished in the instant between the liveness check and the signal
+            return False, elapsed
+        assert proc.exitcode == -signal.SIGKILL, f"{step} child exited with {proc.exitcode} when killed"
         return True, elapsed
     if proc.exitcode != 0:
         raise RuntimeError(f"{step} child exited with {proc.exitcode} (not killed)")

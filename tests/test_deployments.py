@@ -153,6 +153,14 @@ def test_deploy_from_prefect_yaml_and_run_hourly_pipeline_through_the_api(tmp_pa
                     artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
                         flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
         finally:
+            # Prefect's event and log workers are process-wide singletons that keep the API URL they started
+            # with: flush them to this server while it is up, so later tests get fresh ones for their own API
+            # (otherwise every later event times out against the stopped server and the session hangs on exit).
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
+
+            EventsWorker.drain_all(timeout=60)
+            APILogWorker.drain_all(timeout=60)
             stop(worker)
             stop(server)
             get_settings.cache_clear()
