@@ -76,8 +76,8 @@ class TcpProxy:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
-        except OSError:
-            pass
+        except OSError:  # the proxy dropped the connection on purpose (a simulated restart): stop pumping
+            return
         finally:
             for s in (src, dst):
                 with contextlib.suppress(OSError):

@@ -58,7 +58,8 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) ->
             if httpx.get(url, timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
-            pass
+            time.sleep(1)  # not listening yet
+            continue
         time.sleep(1)
     pytest.fail(f"the Prefect server at {url} was not healthy after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 

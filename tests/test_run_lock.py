@@ -30,13 +30,13 @@ def test_second_holder_is_refused_with_the_owner_named(warehouse_url):
         started = time.monotonic()
         with pytest.raises(RunLockBusyError, match=r"another 'ingest' run .*run-a.*TICKETLENS_RUN_LOCK_WAIT"):
             with run_lock(warehouse_url, "ingest", "run-b", wait_seconds=0.6, poll_seconds=0.1):
-                pass
+                pytest.fail("a second holder must not get the lock")
         assert time.monotonic() - started >= 0.6  # it waited before giving up
-        with run_lock(warehouse_url, "backfill", "run-c"):  # other names are independent
-            pass
+        with run_lock(warehouse_url, "backfill", "run-c") as other:  # other names are independent
+            assert holders(warehouse_url) == {"ingest": lock.owner, "backfill": other.owner}
     assert holders(warehouse_url) == {}  # released
-    with run_lock(warehouse_url, "ingest", "run-b"):
-        pass
+    with run_lock(warehouse_url, "ingest", "run-b") as again:  # free again once released
+        assert holders(warehouse_url) == {"ingest": again.owner}
 
 
 def test_an_expired_lease_is_taken_over(warehouse_url):
@@ -63,7 +63,7 @@ def test_a_kill_9_holder_does_not_block_the_next_run(warehouse_url, tmp_path):
         assert proc.stdout.readline().strip() == "HELD", (tmp_path / "err.log").read_text()
         with pytest.raises(RunLockBusyError, match="victim"):
             with run_lock(warehouse_url, "ingest", "me"):
-                pass
+                pytest.fail("the lock is held by the live subprocess")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
