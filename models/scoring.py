@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from models.routing import RoutingPolicy, auto_reply_eligible, routing_group, tier
-from models.sentiment import label_scores
+from models.sentiment import label_scores, score_with, submit_scores
 from models.taxonomy import Taxonomy
 
 SEGMENT_TAGS = {"business": "business", "vip": "business", "creator": "creator"}
@@ -49,26 +49,30 @@ def score_tickets(
     else:
         texts = list(frame["subject"].fillna("") + "\n" + frame["description"].fillna(""))
         predictor = classifier
-    # Language detection runs in Rust without the GIL, so it overlaps the (GIL-bound) classifier on another core.
+    # Language detection runs in Rust without the GIL, so it overlaps the (GIL-bound) classifier.
+    # A SentimentWorker scores in its own process from here on, beside the classifier (else: right now).
+    sentiment_future = submit_scores(sentiment_model, texts)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lang") as pool:
         languages_future = pool.submit(detect_language, texts)
         proba = predictor.predict_proba(texts if predictor is not classifier else inputs)
         classes = np.asarray(classifier.classes_, dtype=object)
         order = np.argsort(-proba, axis=1)[:, :3]
-        sentiment_scores = sentiment_model.score(texts)
-        sentiments = label_scores(sentiment_scores)
         languages = languages_future.result()
+    sentiment_scores = score_with(sentiment_model, texts, sentiment_future)
+    sentiments = label_scores(sentiment_scores)
+    top_classes = classes[order].tolist()
+    top_p = np.round(np.take_along_axis(proba, order, axis=1), 4).tolist()
     rows = []
     for i, (ticket_id, updated_at, tags) in enumerate(zip(frame["id"], frame["updated_at"], frame["tags"],
                                                           strict=True)):
-        leaf = str(classes[order[i, 0]])
+        leaf = str(top_classes[i][0])
         confidence = float(proba[i, order[i, 0]])
         cat = taxonomy.categories[leaf]
         segment = segment_from_tags(tags)
         rows.append({
             "ticket_id": int(ticket_id), "ticket_updated_at": updated_at, "category": leaf,
             "parent_category": cat.parent, "feedback_type": cat.feedback_type, "confidence": confidence,
-            "top3": [{"category": str(classes[j]), "p": round(float(proba[i, j]), 4)} for j in order[i]],
+            "top3": [{"category": str(c), "p": p} for c, p in zip(top_classes[i], top_p[i], strict=True)],
             "sentiment": sentiments[i], "sentiment_score": float(sentiment_scores[i]), "language": languages[i],
             "is_spam": cat.feedback_type == "spam",
             "tier": tier(leaf, sentiments[i], segment, taxonomy),

@@ -8,16 +8,21 @@ The better one ships (the CSAT model must beat VADER by a margin); both numbers 
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, roc_auc_score
-from sklearn.pipeline import FeatureUnion, Pipeline
 
 from models.text import mask_pii
+
+# scikit-learn is imported where it is used: a VADER-only SentimentWorker process then starts in well under a
+# second instead of the ~4 s that importing sklearn takes on these machines.
 
 NEGATIVE_BELOW = -0.25
 POSITIVE_ABOVE = 0.25
@@ -42,6 +47,12 @@ class VaderSentiment:
     def fit(self, texts: Sequence[str], bad: Sequence[bool]) -> VaderSentiment:
         return self
 
+    def __getstate__(self) -> dict:
+        return {}  # the lexicon is rebuilt from the package on the other side (cheaper than pickling it)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
     def score(self, texts: Sequence[str]) -> np.ndarray:
         return np.array([self._analyzer.polarity_scores(t or "")["compound"] for t in texts], dtype=float)
 
@@ -52,6 +63,10 @@ class CsatSentiment:
     name = "csat_model"
 
     def __init__(self, C: float = 4.0) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import FeatureUnion, Pipeline
+
         self.pipeline = Pipeline([
             ("features", FeatureUnion([
                 ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)),
@@ -70,6 +85,83 @@ class CsatSentiment:
         return 1.0 - 2.0 * proba[:, bad_col]
 
 
+_WORKER_MODEL = None
+
+
+def _worker_init(model) -> None:
+    """Runs in the worker: keep the model, and exit when the parent dies (even by SIGKILL), so a killed
+    backfill never leaves an orphan behind."""
+    global _WORKER_MODEL
+    _WORKER_MODEL = model
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        def watch() -> None:
+            multiprocessing.connection.wait([parent.sentinel])
+            os._exit(0)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker_score(texts: list[str]) -> np.ndarray:
+    return _WORKER_MODEL.score(texts)
+
+
+class SentimentWorker:
+    """A sentiment model scored in one separate process, so it runs beside the classifier instead of after it.
+
+    VADER is pure Python and holds the GIL for ~0.6 s per 5,000 tickets — a fifth of a backfill chunk on these
+    machines. In its own process it overlaps the (GIL-bound) TF-IDF + logistic regression on the second core.
+    Same model, same scores: only where it runs changes. If the worker process dies, ``submit`` raises
+    ``BrokenProcessPool`` and the caller scores in-process (see ``score_with``).
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.name = model.name
+        self.broken = False
+        # forkserver/spawn, never fork: the parent runs threads (Prefect, the I/O thread, lingua).
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method),
+                                         initializer=_worker_init, initargs=(model,))
+
+    def submit(self, texts: Sequence[str]) -> Future:
+        try:
+            return self._pool.submit(_worker_score, list(texts))
+        except BrokenProcessPool:
+            self.broken = True
+            raise
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        return score_with(self, texts)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def submit_scores(model, texts: Sequence[str]) -> Future:
+    """Start scoring: in the worker process for a ``SentimentWorker``, else right here (a finished future)."""
+    if isinstance(model, SentimentWorker):
+        try:
+            return model.submit(texts)
+        except BrokenProcessPool:
+            model = model.model
+    done: Future = Future()
+    done.set_result(model.score(texts))
+    return done
+
+
+def score_with(model, texts: Sequence[str], future: Future | None = None) -> np.ndarray:
+    """The scores of ``submit_scores``; a worker that died mid-way is replaced by in-process scoring with the
+    same model (never a different one)."""
+    future = future or submit_scores(model, texts)
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        if isinstance(model, SentimentWorker):
+            model.broken = True
+        return (model.model if isinstance(model, SentimentWorker) else model).score(texts)
+
+
 @dataclass(frozen=True)
 class SentimentComparison:
     metrics: dict[str, dict[str, float]]  # model name → {"roc_auc", "macro_f1", "rows"}
@@ -77,6 +169,8 @@ class SentimentComparison:
 
 
 def evaluate_sentiment(model, texts: Sequence[str], bad: Sequence[bool]) -> dict[str, float]:
+    from sklearn.metrics import f1_score, roc_auc_score
+
     bad = np.asarray(bad, dtype=bool)
     scores = model.score(texts)
     predicted_bad = np.array([lab == "negative" for lab in label_scores(scores)])

@@ -156,6 +156,22 @@ def load_sentiment(settings: Settings):
         return _CACHE[key]
 
 
+def sentiment_for(settings: Settings, rows: int):
+    """The sentiment model for a batch of ``rows`` tickets: large batches (backfill chunks) score it in one
+    long-lived worker process beside the classifier (``models.sentiment.SentimentWorker``), small hourly batches
+    in-process, where starting a worker would cost more than it saves. Same model either way."""
+    from models.sentiment import SentimentWorker
+
+    model = load_sentiment(settings)
+    if not settings.sentiment_worker_min_rows or rows < settings.sentiment_worker_min_rows:
+        return model
+    key = ("worker", id(model), "")
+    with _LOCK:
+        if key not in _CACHE or _CACHE[key].broken:  # a worker that died is replaced on the next batch
+            _CACHE[key] = SentimentWorker(model)
+        return _CACHE[key]
+
+
 def routing_policy(settings: Settings) -> RoutingPolicy:
     return RoutingPolicy(triage_threshold=settings.triage_threshold, auto_reply_threshold=settings.auto_reply_threshold,
                          language_queues=dict(settings.language_queues))
@@ -164,8 +180,8 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
 def predict_frame(settings: Settings, frame: pd.DataFrame, version: str) -> pd.DataFrame:
     from models.language import detect_languages
 
-    scored = score_tickets(frame, load_classifier(settings, version), load_sentiment(settings), detect_languages,
-                           load_taxonomy(), routing_policy(settings))
+    scored = score_tickets(frame, load_classifier(settings, version), sentiment_for(settings, len(frame)),
+                           detect_languages, load_taxonomy(), routing_policy(settings))
     if not scored.empty:
         scored["model_name"] = settings.model_name
         scored["model_version"] = version
@@ -186,11 +202,14 @@ def write_predictions(conn: sa.Connection, scored: pd.DataFrame, run_id: str) ->
                      .where(ticket_predictions.c.ticket_id.in_(ids[start:start + 5000]),
                             ticket_predictions.c.is_current.is_(True))
                      .values(is_current=False))
-    rows = []
-    for rec in scored.to_dict("records"):
-        ts = rec["ticket_updated_at"]
-        rec["ticket_updated_at"] = ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts
-        rows.append({**rec, "is_current": True, "predicted_at": now, "run_id": run_id})
+    # Column lists zipped into rows: ~3x cheaper than DataFrame.to_dict("records"), which boxes every cell, and
+    # this runs on the backfill's I/O thread where it competes with the classifier for the GIL.
+    columns = list(scored.columns)
+    values = [scored[c].tolist() for c in columns]
+    at = columns.index("ticket_updated_at")
+    values[at] = [ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts for ts in values[at]]
+    extra = {"is_current": True, "predicted_at": now, "run_id": run_id}
+    rows = [{**dict(zip(columns, row, strict=True)), **extra} for row in zip(*values, strict=True)]
     stmt = dialect_insert(conn, ticket_predictions)
     stmt = stmt.on_conflict_do_update(
         index_elements=["ticket_id", "model_name", "model_version", "ticket_updated_at"],
