@@ -86,6 +86,7 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> dict:
         f"- scored {scored['scored']} new tickets with {settings.model_name} v{scored['model_version']}, "
         f"{in_window['scored']} more updated in the window that had no current prediction",
         f"- write-back: {planned} planned, {pushed['submitted']} submitted, {pushed['failed']} failed to submit, "
+        f"{pushed['in_doubt']} sent without a clear answer (read back next run), "
         f"{polled['done']} confirmed, {polled['failed']} rejected by the helpdesk, {polled['open_jobs']} jobs open"
         + (f", dry run: {pushed['dry_run']} would be pushed" if pushed["dry_run"] else ""),
         f"- write-back state: {states}",

@@ -70,6 +70,7 @@ class Faults:
     wrong_type_pages: int = 0  # next N export pages: some tickets with fields of an unexpected JSON type
     huge_body_pages: int = 0  # next N export pages: one ticket with a 1 MiB description
     dirty_text_pages: int = 0  # next N export pages: control chars, invalid UTF-8 bytes, HTML and <script>
+    lost_write_responses: int = 0  # next N update_many: applied and queued, but answered 504 (a gateway timeout)
 
 
 @dataclass
@@ -493,6 +494,11 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             state.updates.append({"job_id": job_id, "at": state.now,
                                   "tickets": [{"id": tid, **{k: v for k, v in u.items() if k != "id"}}
                                               for tid, u in updates]})
+            if state.faults.lost_write_responses > 0:
+                # The update was applied, but the answer never reaches the client intact.
+                state.faults.lost_write_responses -= 1
+                state.stats["errors_served"] += 1
+                return json_response({"error": "GatewayTimeout"}, 504)
         return json_response({"job_status": {
             "id": job_id, "url": f"{request.base_url}api/v2/job_statuses/{job_id}.json", "status": "queued",
             "total": len(updates), "progress": 0, "results": None, "message": None}})

@@ -72,6 +72,18 @@ class HelpdeskUnavailableError(HelpdeskError):
     """429/5xx/timeouts/connection errors outlasted the retries, or the server asked for too long a wait."""
 
 
+class WriteOutcomeUnknownError(HelpdeskError):
+    """A write (update_many) may or may not have been applied: the request was sent but no clear answer came
+    back (read timeout, dropped connection, 500/502/504, a cut-off body). Re-sending it blindly could apply it
+    twice, so the caller must read the tickets back instead (see ``tasks.writeback.reconcile_in_doubt``)."""
+
+
+# Answers that mean "not applied, try again": request timeout (the server never got the whole request), conflict,
+# rate limited, service unavailable.
+# Any other failure after the request left us is ambiguous for a write.
+WRITE_SAFE_TO_REPEAT = frozenset({408, 409, 429, 503})
+
+
 class _Retryable(Exception):
     """Internal: a failed attempt that may succeed if repeated, with an optional server-imposed wait."""
 
@@ -303,13 +315,22 @@ class HelpdeskClient:
 
     def _request(self, method: str, url: str, *, params: dict[str, Any] | None = None,
                  json: Any = None, cursor_request: bool = False, export: bool = False,
-                 validate: Validator | None = None) -> tuple[dict[str, Any], str]:
+                 validate: Validator | None = None, write: bool = False) -> tuple[dict[str, Any], str]:
         """One logical request with pacing, retries and error mapping; returns (parsed JSON object, URL).
 
         Shape validation runs inside the retry loop, so a truncated or half-written page is fetched again
-        rather than failing the run on the first blip.
+        rather than failing the run on the first blip. A ``write`` is repeated only when it certainly was not
+        applied (the connection was never made, or 409/429/503); any other failure after sending it raises
+        ``WriteOutcomeUnknownError`` at once instead of sending it a second time.
         """
         path = _path_of(url)
+
+        def ambiguous(detail: str) -> WriteOutcomeUnknownError:
+            return WriteOutcomeUnknownError(
+                f"{method} {path}: {detail} after the request was sent, so whether the helpdesk applied it is "
+                f"unknown. It is not re-sent (that could apply it twice); the tickets are read back and settled "
+                f"on the next run."
+            )
 
         def attempt() -> tuple[dict[str, Any], str]:
             if export:
@@ -320,13 +341,26 @@ class HelpdeskClient:
                     method, url, params=params, json=json,
                     headers={"Authorization": self._auth_header.get_secret_value()},
                 )
+            except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never sent: safe to repeat, even a write
+                raise _Retryable(f"timeout ({type(exc).__name__})") from None
+            except httpx.ConnectError as exc:
+                raise _Retryable(f"connection error ({type(exc).__name__})") from None
             except httpx.TimeoutException as exc:
+                if write:
+                    raise ambiguous(f"timeout ({type(exc).__name__})") from None
                 raise _Retryable(f"timeout ({type(exc).__name__})") from None
             except httpx.TransportError as exc:
+                if write:
+                    raise ambiguous(f"connection lost ({type(exc).__name__})") from None
                 raise _Retryable(f"connection error ({type(exc).__name__})") from None
-            body = self._parse(response, path, cursor_request)
-            if validate is not None:
-                validate(body)
+            try:
+                body = self._parse(response, path, cursor_request)
+                if validate is not None:
+                    validate(body)
+            except _Retryable as exc:
+                if write and exc.status not in WRITE_SAFE_TO_REPEAT:
+                    raise ambiguous(f"{exc.detail} (HTTP {response.status_code})") from None
+                raise
             return body, str(response.request.url)
 
         def before_sleep(state: RetryCallState) -> None:
@@ -563,7 +597,9 @@ class HelpdeskClient:
 
         Checked before any request because Zendesk rejects the whole batch otherwise. Each update is expected
         to look like ``{"id": 1, "additional_tags": [...], "remove_tags": [...], "custom_fields": [...]}``;
-        those operations are idempotent, which is what makes retrying a 5xx safe.
+        those operations are idempotent in effect, but each request is a job and a write-back, so a request is
+        repeated only when the helpdesk certainly did not apply it (409/429/503, no connection). A timeout or
+        another failure after sending raises ``WriteOutcomeUnknownError`` (see ``_request``).
         """
         if not updates:
             raise ValueError("update_many needs at least one ticket update")
@@ -572,7 +608,8 @@ class HelpdeskClient:
         missing = [i for i, update in enumerate(updates) if not isinstance(update, dict) or "id" not in update]
         if missing:
             raise ValueError(f"update_many: updates at positions {missing[:10]} have no ticket 'id'")
-        body, _ = self._request("PUT", UPDATE_MANY_PATH, json={"tickets": updates}, validate=_validate_job)
+        body, _ = self._request("PUT", UPDATE_MANY_PATH, json={"tickets": updates}, validate=_validate_job,
+                                write=True)
         return _job_status(body)
 
     def get_job_status(self, job_id: str) -> JobStatus:

@@ -21,7 +21,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
-from tasks.helpdesk import HelpdeskError
+from tasks.helpdesk import HelpdeskError, WriteOutcomeUnknownError
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.load import dialect_insert, get_stream_state, save_stream_state
@@ -108,9 +108,9 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
             logger.info("[dry run] ticket %s: +%s -%s", row["ticket_id"], row["desired_tags"],
                         removable_tags(row["pushed_tags"], row["desired_tags"]))
         logger.info("[dry run] %d tickets would be updated; nothing was pushed", len(todo))
-        return {"submitted": 0, "failed": 0, "dry_run": len(todo)}
+        return {"submitted": 0, "failed": 0, "in_doubt": 0, "dry_run": len(todo)}
     client = helpdesk_client(settings)
-    submitted = failed = 0
+    submitted = failed = in_doubt = 0
     for start in range(0, len(todo), BATCH):
         batch = todo[start:start + BATCH]
         updates = [{"id": int(r["ticket_id"]), "additional_tags": list(r["desired_tags"]),
@@ -122,6 +122,15 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
             conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(status=IN_DOUBT, updated_at=now))
         try:
             job = client.update_many(updates)
+        except WriteOutcomeUnknownError as exc:
+            # Sent, but maybe applied: the batch stays "in doubt" and the next run reads it back (by then an
+            # accepted job has run) instead of sending it again.
+            in_doubt += len(batch)
+            logger.warning("Write-back of %d tickets: %s", len(batch), exc)
+            with engine.begin() as conn:
+                conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(
+                    attempts=w.c.attempts + 1, last_error=str(exc)[:2000], updated_at=now))
+            continue
         except HelpdeskError as exc:
             failed += len(batch)
             logger.warning("Write-back of %d tickets failed (%s); they are retried on the next run.", len(batch), exc)
@@ -135,7 +144,7 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
             conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(
                 status="submitted", job_id=job.id, attempts=w.c.attempts + 1, updated_at=now))
         submitted += len(batch)
-    return {"submitted": submitted, "failed": failed, "dry_run": 0}
+    return {"submitted": submitted, "failed": failed, "in_doubt": in_doubt, "dry_run": 0}
 
 
 def ticket_matches(ticket: dict[str, Any], desired_tags: list[str], pushed_tags: list[str] | None,

@@ -23,6 +23,7 @@ from tasks.helpdesk import (
     HelpdeskUnavailableError,
     MalformedPageError,
     TokenBucket,
+    WriteOutcomeUnknownError,
     parse_retry_after,
 )
 from tasks.settings import load_settings
@@ -164,6 +165,41 @@ def test_5xx_forever_gives_up_after_max_retries():
 def test_timeouts_and_connection_errors_are_retried():
     client, _, seen = make_client(sequence(httpx.ReadTimeout("slow"), httpx.ConnectError("refused"), OK))
     assert next(client.export_tickets(start_time=0)).tickets
+    assert len(seen) == 3
+
+
+JOB = httpx.Response(200, json={"job_status": {"id": "j1", "status": "queued", "total": 1}})
+ONE = [{"id": 1, "additional_tags": ["tl_x"]}]
+
+
+@pytest.mark.parametrize("failure", [
+    httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("peer closed"), httpx.ReadError("reset"),
+    httpx.Response(500), httpx.Response(502), httpx.Response(504),
+    httpx.Response(200, content=b'{"job_status": {"id": "j', headers={"Content-Type": "application/json"}),
+], ids=["read-timeout", "protocol-error", "read-error", "500", "502", "504", "cut-off-body"])
+def test_update_many_is_not_resent_when_it_may_have_been_applied(failure):
+    """A write that may have reached the helpdesk is never sent twice: that would be a double write-back."""
+    client, _, seen = make_client(sequence(failure, JOB))
+    with pytest.raises(WriteOutcomeUnknownError, match="not re-sent") as info:
+        client.update_many(ONE)
+    assert len(seen) == 1 and TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize("failure", [
+    httpx.ConnectError("refused"), httpx.ConnectTimeout("no route"),
+    httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(503), httpx.Response(409), httpx.Response(408),
+], ids=["connect-error", "connect-timeout", "429", "503", "409", "408"])
+def test_update_many_is_retried_when_it_certainly_was_not_applied(failure):
+    client, _, seen = make_client(sequence(failure, JOB))
+    assert client.update_many(ONE).id == "j1"
+    assert len(seen) == 2
+
+
+def test_reads_still_retry_ambiguous_failures():
+    """Reads are safe to repeat: a 500 or read timeout on show_many is retried as before."""
+    tickets = httpx.Response(200, json={"tickets": [{"id": 1, "tags": []}]})
+    client, _, seen = make_client(sequence(httpx.ReadTimeout("slow"), httpx.Response(500), tickets))
+    assert client.show_many([1]) == [{"id": 1, "tags": []}]
     assert len(seen) == 3
 
 

@@ -104,18 +104,49 @@ def test_hourly_scoring_and_write_back(prefect_harness, env, sqlite_url, dataset
         new = "account.hacked" if old != "account.hacked" else "account.two_factor"
         conn.execute(sa.update(ticket_predictions).where(current).values(
             category=new, parent_category="account", predicted_at=datetime.now(UTC)))
-    sim.set_faults(error_rate=1.0)
+    sim.set_faults(rate_limit_storm=3)  # 429 on every attempt (max retries 2): certainly not applied
     failed = push_only()
-    assert failed["push"] == {"submitted": 0, "failed": 1, "dry_run": 0}
+    assert failed["push"] == {"submitted": 0, "failed": 1, "in_doubt": 0, "dry_run": 0}
     with get_engine(sqlite_url).connect() as conn:
         row = conn.execute(sa.select(writeback_state).where(writeback_state.c.ticket_id == some)).mappings().one()
     assert row["status"] == "failed" and row["attempts"] == 1 and "attempts" in row["last_error"]
-    sim.set_faults(error_rate=0.0)
+    assert len(sim.updates()) == len(updates)
     delivered = push_only()
     assert delivered["push"]["submitted"] == 1 and delivered["poll"]["done"] == 1
     pushed = sim.updates()[-1]["tickets"][0]
     assert pushed["id"] == some and "tl_cat_" + new.replace(".", "-") in pushed["additional_tags"]
     assert "tl_cat_" + old.replace(".", "-") in pushed["remove_tags"]  # only our own outdated tag goes
+
+
+def test_a_write_whose_answer_is_lost_is_read_back_not_sent_twice(prefect_harness, env, sqlite_url):
+    """update_many applied by the helpdesk but answered 504: the batch stays in doubt, the next run reads the
+    tickets back and finds the tags there, and nothing is pushed a second time (no double write-back)."""
+    from flows.hourly_pipeline import hourly_pipeline
+    from flows.ingest import ingest
+    from flows.nightly_retrain import nightly_retrain
+
+    sim = env
+    ingest()
+    assert nightly_retrain()["promoted"]
+    sim.set_faults(lost_write_responses=1)
+    first = hourly_pipeline()
+    assert first["push"]["in_doubt"] > 0
+    calls = sim.updates()
+    with get_engine(sqlite_url).connect() as conn:
+        doubt = conn.execute(sa.select(writeback_state.c.ticket_id, writeback_state.c.last_error)
+                             .where(writeback_state.c.status == "pushing")).all()
+    assert len(doubt) == first["push"]["in_doubt"] and all("not re-sent" in r.last_error for r in doubt)
+    lost = {t["id"] for t in calls[0]["tickets"]}  # the first batch is the one whose answer was lost
+    assert {r.ticket_id for r in doubt} == lost
+
+    settled = push_only()
+    assert settled["push"]["submitted"] == 0 and len(sim.updates()) == len(calls)
+    pushed = [t["id"] for call in sim.updates() for t in call["tickets"]]
+    assert len(pushed) == len(set(pushed)), "a ticket was pushed twice"
+    with get_engine(sqlite_url).connect() as conn:
+        states = dict(conn.execute(sa.select(writeback_state.c.status, sa.func.count())
+                                   .group_by(writeback_state.c.status)).all())
+    assert states == {"done": len(pushed)}
 
 
 @flow(name="push-only")

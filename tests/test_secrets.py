@@ -105,7 +105,8 @@ def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_u
 
             with get_engine(sqlite_url).begin() as conn:
                 conn.execute(sa.update(writeback_state).values(status="pending"))
-            assert push_only()["failed"] > 0
+            pushed = push_only()  # 503 → failed after retries; 500 → sent without a clear answer ("in doubt")
+            assert pushed["failed"] + pushed["in_doubt"] > 0
             sim.set_faults(error_rate=0.0)
             for key, value in (("TICKETLENS_HELPDESK_API_TOKEN", WRONG), ("TICKETLENS_HELPDESK_OAUTH_TOKEN", WRONG)):
                 monkeypatch.setenv(key, value)
