@@ -171,3 +171,37 @@ def test_dimension_upsert_replaces(warehouse_url):
         upsert_replace(conn, groups, [{"id": 1, "name": "Tier 1 General", "extracted_at": NOW}])
     with engine.connect() as conn:
         assert conn.execute(sa.select(groups.c.name)).scalar_one() == "Tier 1 General"
+
+
+def _migrate_in_child(url: str, start_at: float) -> str:
+    """Runs in a separate process: wait for the shared start moment, then migrate."""
+    import time as _time
+
+    from tasks.warehouse.engine import migrate as _migrate
+
+    _time.sleep(max(0.0, start_at - _time.time()))
+    _migrate(url)
+    return "ok"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_first_migrations_do_not_race(backend, request):
+    """Several workers starting at once on an empty warehouse (e.g. the first hourly runs after a deploy): the
+    migration is serialised by a database lock, so each one either applies it or finds it applied."""
+    import multiprocessing
+    import time as _time
+    from concurrent.futures import ProcessPoolExecutor
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
+    start_at = _time.time() + 4.0  # all children are up (imports done) before any of them starts
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = [f.result(timeout=120) for f in [pool.submit(_migrate_in_child, url, start_at) for _ in range(4)]]
+    assert results == ["ok"] * 4
+    from alembic.script import ScriptDirectory
+
+    from tasks.warehouse.engine import alembic_config
+
+    assert current_revision(url) == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with get_engine(url).connect() as conn:
+        assert set(metadata.tables) <= set(sa.inspect(conn).get_table_names())
+        assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1

@@ -57,8 +57,11 @@ def alembic_config(url: str):
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the warehouse schema to ``revision``; safe to call on every run (a no-op when current)."""
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     config = alembic_config(url)
+    if revision == "head" and current_revision(url) == ScriptDirectory.from_config(config).get_current_head():
+        return  # already current: no migration lock taken (every flow run calls this)
     with get_engine(url).begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
