@@ -3,8 +3,8 @@
 ``make bench`` runs it after the ingest benchmark (``uv run python -m bench.backfill_bench``). For each size and
 backend a fresh child process seeds a warehouse (not timed), trains the default pipeline on 20,000 labelled
 tickets (not timed), then runs the loop of ``tasks.backfill.backfill_partition`` — keyset-paginated chunks of
-5,000 tickets, ``models.scoring.score_tickets`` (text cleaning, classifier, sentiment in a worker process,
-language, routing),
+5,000 tickets, ``models.scoring.score_tickets`` (text cleaning, classifier; sentiment and language detection in two
+worker processes beside it, as in production for chunks this size; routing),
 ``tasks.scoring.write_predictions`` — over the whole history through ``tasks.scoring.rescore_in_chunks`` (reads and
 writes overlapped with the model), and reports tickets/s and the child's peak RSS.
 "Bare model" is ``pipeline.predict_proba`` on 100,000 of the same texts already in memory.
@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,7 @@ def child(backend: str, tickets: int) -> dict:
     from bench.ingest_bench import _drop_pg_schema, _pg_schema_url
     from models.classifier import build_pipeline
     from models.language import detect_languages
+    from models.offload import ProcessWorker
     from models.routing import RoutingPolicy
     from models.scoring import score_tickets
     from models.sentiment import SentimentWorker, VaderSentiment
@@ -80,12 +82,13 @@ def child(backend: str, tickets: int) -> dict:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         taxonomy, policy = load_taxonomy(), RoutingPolicy()
         t0 = time.perf_counter()
-        # As in production for 5,000-ticket chunks (tasks.scoring.sentiment_for): VADER in a worker process,
-        # whose start-up is inside the timed loop.
+        # As in production for 5,000-ticket chunks (tasks.scoring.sentiment_for / language_detector_for): VADER
+        # and a single-threaded lingua in two worker processes, whose start-up is inside the timed loop.
         sentiment = SentimentWorker(VaderSentiment())
+        languages = ProcessWorker(partial(detect_languages, parallel=False))
 
         def predict(frame):
-            scored = score_tickets(frame, pipeline, sentiment, detect_languages, taxonomy, policy)
+            scored = score_tickets(frame, pipeline, sentiment, languages, taxonomy, policy)
             scored["model_name"], scored["model_version"] = "bench", "1"
             return scored
 
@@ -95,6 +98,7 @@ def child(backend: str, tickets: int) -> dict:
             predict, "bench")
         seconds = time.perf_counter() - t0
         sentiment.close()
+        languages.close()
         return {"backend": backend, "tickets": n, "scored": done, "seconds": seconds, "e2e_per_s": done / seconds,
                 "bare_per_s": bare, "rss_before_mb": rss_before,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

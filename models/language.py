@@ -21,11 +21,19 @@ def _detector(languages: tuple[str, ...]):
     return LanguageDetectorBuilder.from_languages(*langs).with_low_accuracy_mode().build()
 
 
-def detect_languages(texts: Sequence[str], languages: Sequence[str] = DEFAULT_LANGUAGES) -> list[str]:
-    """ISO 639-1 code per text ("en" when the text is too short to tell)."""
+def detect_languages(texts: Sequence[str], languages: Sequence[str] = DEFAULT_LANGUAGES,
+                     parallel: bool = True) -> list[str]:
+    """ISO 639-1 code per text ("en" when the text is too short to tell).
+
+    ``parallel``: lingua detects the batch on all cores (Rust threads) — fastest alone. In a worker process
+    beside the classifier (``models.offload``) one thread is better: it leaves the classifier its core.
+    """
     detector = _detector(tuple(languages))
-    # lingua detects a batch on all cores (Rust threads), several times faster than one text at a time.
-    detected = detector.detect_languages_in_parallel_of([t or "" for t in texts])
+    texts = [t or "" for t in texts]
+    if parallel:
+        detected = detector.detect_languages_in_parallel_of(texts)
+    else:
+        detected = [detector.detect_language_of(t) if len(t.strip()) >= MIN_CHARS else None for t in texts]
     return [
         "en" if not text or len(text.strip()) < MIN_CHARS or lang is None else lang.iso_code_639_1.name.lower()
         for text, lang in zip(texts, detected, strict=True)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models import offload
 from models.routing import RoutingPolicy, auto_reply_eligible, routing_group, tier
 from models.sentiment import label_scores, score_with, submit_scores
 from models.taxonomy import Taxonomy
@@ -44,20 +45,21 @@ def score_tickets(
     if hasattr(classifier, "named_steps") and "prepare" in classifier.named_steps:
         # Clean once: the pipeline's own first step prepares the text, the rest of the pipeline, sentiment and
         # language detection all read that same prepared text.
-        texts = classifier.named_steps["prepare"].transform(inputs)
+        texts = list(classifier.named_steps["prepare"].transform(inputs))
         predictor = classifier[1:]
     else:
         texts = list(frame["subject"].fillna("") + "\n" + frame["description"].fillna(""))
         predictor = classifier
-    # Language detection runs in Rust without the GIL, so it overlaps the (GIL-bound) classifier.
-    # A SentimentWorker scores in its own process from here on, beside the classifier (else: right now).
+    # Workers (models.offload, used for large batches) score sentiment and detect languages in their own
+    # processes from here on, beside the classifier. In-process, sentiment runs now and language detection on a
+    # thread: lingua runs in Rust without the GIL, so it overlaps the (GIL-bound) classifier.
     sentiment_future = submit_scores(sentiment_model, texts)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lang") as pool:
-        languages_future = pool.submit(detect_language, texts)
+        languages_future = offload.start(detect_language, texts, executor=pool)
         proba = predictor.predict_proba(texts if predictor is not classifier else inputs)
         classes = np.asarray(classifier.classes_, dtype=object)
         order = np.argsort(-proba, axis=1)[:, :3]
-        languages = languages_future.result()
+        languages = offload.finish(detect_language, languages_future, texts)
     sentiment_scores = score_with(sentiment_model, texts, sentiment_future)
     sentiments = label_scores(sentiment_scores)
     top_classes = classes[order].tolist()

@@ -8,17 +8,13 @@ The better one ships (the CSAT model must beat VADER by a margin); both numbers 
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
+from models.offload import ProcessWorker, finish, start
 from models.text import mask_pii
 
 # scikit-learn is imported where it is used: a VADER-only SentimentWorker process then starts in well under a
@@ -85,81 +81,28 @@ class CsatSentiment:
         return 1.0 - 2.0 * proba[:, bad_col]
 
 
-_WORKER_MODEL = None
-
-
-def _worker_init(model) -> None:
-    """Runs in the worker: keep the model, and exit when the parent dies (even by SIGKILL), so a killed
-    backfill never leaves an orphan behind."""
-    global _WORKER_MODEL
-    _WORKER_MODEL = model
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        def watch() -> None:
-            multiprocessing.connection.wait([parent.sentinel])
-            os._exit(0)
-
-        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _worker_score(texts: list[str]) -> np.ndarray:
-    return _WORKER_MODEL.score(texts)
-
-
-class SentimentWorker:
-    """A sentiment model scored in one separate process, so it runs beside the classifier instead of after it.
-
-    VADER is pure Python and holds the GIL for ~0.6 s per 5,000 tickets — a fifth of a backfill chunk on these
-    machines. In its own process it overlaps the (GIL-bound) TF-IDF + logistic regression on the second core.
-    Same model, same scores: only where it runs changes. If the worker process dies, ``submit`` raises
-    ``BrokenProcessPool`` and the caller scores in-process (see ``score_with``).
-    """
+class SentimentWorker(ProcessWorker):
+    """A sentiment model scored in its own process (see ``models.offload``): VADER holds the GIL for ~0.6 s per
+    5,000 tickets, a fifth of a backfill chunk here; beside the classifier it costs almost no wall time."""
 
     def __init__(self, model) -> None:
+        super().__init__(model.score)
         self.model = model
         self.name = model.name
-        self.broken = False
-        # forkserver/spawn, never fork: the parent runs threads (Prefect, the I/O thread, lingua).
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method),
-                                         initializer=_worker_init, initargs=(model,))
-
-    def submit(self, texts: Sequence[str]) -> Future:
-        try:
-            return self._pool.submit(_worker_score, list(texts))
-        except BrokenProcessPool:
-            self.broken = True
-            raise
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
-        return score_with(self, texts)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        return self(list(texts))
 
 
 def submit_scores(model, texts: Sequence[str]) -> Future:
     """Start scoring: in the worker process for a ``SentimentWorker``, else right here (a finished future)."""
-    if isinstance(model, SentimentWorker):
-        try:
-            return model.submit(texts)
-        except BrokenProcessPool:
-            model = model.model
-    done: Future = Future()
-    done.set_result(model.score(texts))
-    return done
+    return start(model if isinstance(model, ProcessWorker) else model.score, list(texts))
 
 
 def score_with(model, texts: Sequence[str], future: Future | None = None) -> np.ndarray:
-    """The scores of ``submit_scores``; a worker that died mid-way is replaced by in-process scoring with the
-    same model (never a different one)."""
+    """The scores of ``submit_scores`` (a worker that died mid-way: the same model, in-process)."""
     future = future or submit_scores(model, texts)
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        if isinstance(model, SentimentWorker):
-            model.broken = True
-        return (model.model if isinstance(model, SentimentWorker) else model).score(texts)
+    return finish(model if isinstance(model, ProcessWorker) else model.score, future, list(texts))
 
 
 @dataclass(frozen=True)

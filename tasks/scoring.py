@@ -156,20 +156,40 @@ def load_sentiment(settings: Settings):
         return _CACHE[key]
 
 
+def _use_workers(settings: Settings, rows: int) -> bool:
+    return bool(settings.scoring_workers_min_rows) and rows >= settings.scoring_workers_min_rows
+
+
+def _worker(key: tuple, make):
+    with _LOCK:
+        if key not in _CACHE or _CACHE[key].broken:  # a worker that died is replaced on the next batch
+            _CACHE[key] = make()
+        return _CACHE[key]
+
+
 def sentiment_for(settings: Settings, rows: int):
     """The sentiment model for a batch of ``rows`` tickets: large batches (backfill chunks) score it in one
-    long-lived worker process beside the classifier (``models.sentiment.SentimentWorker``), small hourly batches
-    in-process, where starting a worker would cost more than it saves. Same model either way."""
+    long-lived worker process beside the classifier (``models.offload``), small hourly batches in-process,
+    where starting a worker would cost more than it saves. Same model either way."""
     from models.sentiment import SentimentWorker
 
     model = load_sentiment(settings)
-    if not settings.sentiment_worker_min_rows or rows < settings.sentiment_worker_min_rows:
+    if not _use_workers(settings, rows):
         return model
-    key = ("worker", id(model), "")
-    with _LOCK:
-        if key not in _CACHE or _CACHE[key].broken:  # a worker that died is replaced on the next batch
-            _CACHE[key] = SentimentWorker(model)
-        return _CACHE[key]
+    return _worker(("sentiment-worker", id(model), ""), lambda: SentimentWorker(model))
+
+
+def language_detector_for(settings: Settings, rows: int):
+    """Language detection for a batch: lingua on all cores in-process for small batches; for large ones a
+    single-threaded lingua in its own worker process, which leaves the classifier its core."""
+    from functools import partial
+
+    from models.language import detect_languages
+    from models.offload import ProcessWorker
+
+    if not _use_workers(settings, rows):
+        return detect_languages
+    return _worker(("language-worker", "", ""), lambda: ProcessWorker(partial(detect_languages, parallel=False)))
 
 
 def routing_policy(settings: Settings) -> RoutingPolicy:
@@ -178,10 +198,8 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
 
 
 def predict_frame(settings: Settings, frame: pd.DataFrame, version: str) -> pd.DataFrame:
-    from models.language import detect_languages
-
     scored = score_tickets(frame, load_classifier(settings, version), sentiment_for(settings, len(frame)),
-                           detect_languages, load_taxonomy(), routing_policy(settings))
+                           language_detector_for(settings, len(frame)), load_taxonomy(), routing_policy(settings))
     if not scored.empty:
         scored["model_name"] = settings.model_name
         scored["model_version"] = version

@@ -129,9 +129,10 @@ class Settings(BaseSettings):
     scoring_chunk_size: int = Field(
         5000, gt=0, description="Tickets scored per transaction (hourly scoring and each backfill partition)."
     )
-    sentiment_worker_min_rows: int = Field(
-        2000, ge=0, description="Score sentiment in a separate worker process (beside the classifier) for batches "
-        "of at least this many tickets; 0 = always in-process. Starting the worker costs ~2 s once per process.",
+    scoring_workers_min_rows: int = Field(
+        2000, ge=0, description="Batches of at least this many tickets (backfill chunks) score sentiment and detect "
+        "languages in two worker processes beside the classifier; 0 = always in-process. Starting them costs "
+        "~1-2 s once per process.",
     )
     writeback_dry_run: bool = Field(False, description="Plan write-back and log it, but push nothing.")
     writeback_job_polls: int = Field(5, ge=0, description="Job-status polls per run before leaving it for later.")

@@ -1,4 +1,5 @@
-"""The sentiment worker process: same scores as in-process, survives its own death, never outlives its parent."""
+"""Worker processes for sentiment and language detection (models.offload): same results as in-process, survive
+their own death, never outlive their parent."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import textwrap
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 from helpdesk_sim.generator import GeneratorConfig, generate_dataset
 from models.classifier import build_pipeline
 from models.language import detect_languages
+from models.offload import ProcessWorker
 from models.routing import RoutingPolicy
 from models.scoring import score_tickets
 from models.sentiment import SentimentWorker, VaderSentiment, score_with, submit_scores
@@ -46,16 +49,36 @@ def test_worker_scores_equal_in_process_scores():
         worker.close()
 
 
-def test_score_tickets_is_identical_with_a_worker(trained_pipeline):
-    frame = pd.DataFrame({"id": range(1, len(TEXTS) + 1), "updated_at": pd.Timestamp("2024-01-01", tz="UTC"),
-                          "subject": ["Help"] * len(TEXTS), "description": TEXTS, "tags": [["web"]] * len(TEXTS)})
-    args = (detect_languages, load_taxonomy(), RoutingPolicy())
-    worker = SentimentWorker(VaderSentiment())
+MULTILINGUAL = ["Je n'arrive pas à me connecter à mon compte depuis hier soir",
+                "No puedo iniciar sesión en mi cuenta desde ayer", "Ich kann mich seit gestern nicht anmelden",
+                "ログインできません。パスワードをリセットしても同じです", "I cannot log in to my account since yesterday",
+                "hi", ""] * 20
+
+
+def test_single_threaded_language_detection_in_a_worker_equals_the_parallel_one():
+    worker = ProcessWorker(partial(detect_languages, parallel=False))
     try:
-        offloaded = score_tickets(frame, trained_pipeline, worker, *args)
+        assert worker(MULTILINGUAL) == detect_languages(MULTILINGUAL)
+        assert set(detect_languages(MULTILINGUAL)) == {"fr", "es", "de", "ja", "en"}
     finally:
         worker.close()
-    pd.testing.assert_frame_equal(offloaded, score_tickets(frame, trained_pipeline, VaderSentiment(), *args))
+
+
+def test_score_tickets_is_identical_with_workers(trained_pipeline):
+    texts = TEXTS + MULTILINGUAL
+    frame = pd.DataFrame({"id": range(1, len(texts) + 1), "updated_at": pd.Timestamp("2024-01-01", tz="UTC"),
+                          "subject": ["Help"] * len(texts), "description": texts, "tags": [["web"]] * len(texts)})
+    rules = (load_taxonomy(), RoutingPolicy())
+    sentiment = SentimentWorker(VaderSentiment())
+    languages = ProcessWorker(partial(detect_languages, parallel=False))
+    try:
+        offloaded = score_tickets(frame, trained_pipeline, sentiment, languages, *rules)
+    finally:
+        sentiment.close()
+        languages.close()
+    in_process = score_tickets(frame, trained_pipeline, VaderSentiment(), detect_languages, *rules)
+    pd.testing.assert_frame_equal(offloaded, in_process)
+    assert {"fr", "es", "de", "ja", "en"} <= set(offloaded["language"])
 
 
 def test_a_worker_that_dies_falls_back_to_the_same_model_in_process():
@@ -108,3 +131,21 @@ def _alive(pid: int) -> bool:
     # A zombie (exited, not yet reaped by init) counts as gone.
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+def test_large_batches_get_a_worker_and_a_dead_one_is_replaced():
+    from tasks.scoring import language_detector_for
+    from tasks.settings import load_settings
+
+    settings = load_settings(_env_file=None, scoring_workers_min_rows=100)
+    assert language_detector_for(settings, 99) is detect_languages  # small hourly batch: in-process
+    worker = language_detector_for(settings, 100)
+    assert isinstance(worker, ProcessWorker) and language_detector_for(settings, 5000) is worker  # one per process
+    worker.broken = True
+    replacement = language_detector_for(settings, 5000)
+    assert replacement is not worker and isinstance(replacement, ProcessWorker)
+    assert replacement(["Ich kann mich seit gestern nicht anmelden"]) == ["de"]
+    off = load_settings(_env_file=None, scoring_workers_min_rows=0)
+    assert language_detector_for(off, 10**6) is detect_languages
+    worker.close()
+    replacement.close()
