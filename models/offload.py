@@ -41,6 +41,12 @@ def _call(*args: Any) -> Any:
     return _FN(*args)
 
 
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class ProcessWorker:
     """``fn`` (picklable: a module-level function, a bound method of a picklable object, a partial) run in one
     separate process. Call ``submit`` for a Future, or use ``start``/``finish`` below."""
@@ -58,6 +64,10 @@ class ProcessWorker:
         except BrokenProcessPool:
             self.broken = True
             raise
+
+    def peak_rss_mb(self) -> float:
+        """The worker process's peak resident memory (for benchmarks)."""
+        return self._pool.submit(_peak_rss_mb).result()
 
     def __call__(self, *args: Any) -> Any:
         return finish(self, start(self, *args), *args)
