@@ -137,8 +137,8 @@ def base_env(fx: Fixture, warehouse_url: str, sim) -> dict[str, str]:
 
     return client_env(
         warehouse_url, sim,
-        TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE="50",
-        TICKETLENS_HELPDESK_CSAT_PAGE_SIZE="20",
+        TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE="100",
+        TICKETLENS_HELPDESK_CSAT_PAGE_SIZE="50",
         TICKETLENS_MLFLOW_TRACKING_URI=fx.mlflow_uri,
         TICKETLENS_MLFLOW_ARTIFACT_LOCATION=str(fx.workdir / "mlartifacts"),
         TICKETLENS_TRAINING_MIN_EXAMPLES_PER_CLASS="3",
@@ -278,13 +278,14 @@ def _ts(value) -> datetime:
 def progress(step: str, url: str, sim) -> int:
     """How far a (killed) run got: rows a user would see."""
     from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import ticket_predictions, tickets
+    from tasks.warehouse.schema import csat_ratings, ticket_predictions, tickets
 
     if step == "writeback":
         return sum(len(u["tickets"]) for u in sim.updates())
-    table = {"ingest": tickets, "scoring": ticket_predictions, "backfill": ticket_predictions}[step]
+    tables = {"ingest": (tickets, csat_ratings), "scoring": (ticket_predictions,),
+              "backfill": (ticket_predictions,)}[step]
     with contextlib.suppress(sa.exc.SQLAlchemyError), get_engine(url).connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        return sum(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in tables)
     return 0
 
 
@@ -439,6 +440,21 @@ def _run_child(ctx, step: str, env: dict[str, str], api_url: str, kill_after: fl
     return False, elapsed
 
 
+KILL_BY_PROGRESS = {"ingest"}
+
+
+def _after_progress(step: str, url: str, sim, target: int, extra: float) -> Callable[[float], bool]:
+    """A ``watch`` that fires ``extra`` seconds after the warehouse first shows ``target`` committed rows."""
+    reached: list[float] = []
+
+    def watch(elapsed: float) -> bool:
+        if not reached and progress(step, url, sim) >= target:
+            reached.append(elapsed)
+        return bool(reached) and elapsed >= reached[0] + extra
+
+    return watch
+
+
 def run_step(fx: Fixture, ctx, step: str, backend: str, trials: int, seed: int,
              log: Callable[[str], None]) -> StepResult:
     from helpdesk_sim.testing import running_simulator
@@ -461,13 +477,27 @@ def run_step(fx: Fixture, ctx, step: str, backend: str, trials: int, seed: int,
     window = (max(0.1, first - 0.5), max(first, last) + 0.3)
     log(f"  {step} on {backend}: run takes {duration:.1f} s, commits between {first:.1f} s and {last:.1f} s")
     rng = random.Random(f"{seed}-{step}-{backend}")
+    marks = sorted(p for p in seen if p > 0)
+    gaps = sorted(b - a for a, b in zip(sorted(seen.values()), sorted(seen.values())[1:], strict=False) if b > a)
+    page_time = gaps[len(gaps) // 2] if gaps else 1.0
     for trial in range(trials):
         delay = rng.uniform(*window)
+        target = extra = None
+        if step in KILL_BY_PROGRESS and len(marks) > 1:
+            # A run's speed varies with the machine's load, so a fixed delay often lands before the first or
+            # after the last commit. Instead: wait until a seeded number of commits is visible (never the
+            # last), then a seeded fraction of a typical commit interval — any point of the next page's fetch,
+            # validation or load transaction.
+            target, extra = rng.choice(marks[:-1]), rng.uniform(0, page_time)
         with trial_warehouse(fx, step, backend) as url, running_simulator(fx.dataset, slow_ms=slow) as sim:
             env = base_env(fx, url, sim)
             total = None
             try:
-                killed, _ = _run_child(ctx, step, env, fx.api_url, delay)
+                if target is not None:
+                    killed, delay = _run_child(ctx, step, env, fx.api_url, None,
+                                               watch=_after_progress(step, url, sim, target, extra))
+                else:
+                    killed, _ = _run_child(ctx, step, env, fx.api_url, delay)
                 done = progress(step, url, sim)
                 before = backfill_snapshot(url, fx) if step == "backfill" else None
                 _run_child(ctx, step, env, fx.api_url, None)  # the clean rerun

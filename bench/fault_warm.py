@@ -1,5 +1,6 @@
-"""Preloaded only by the fault suite's forkserver: build the language detector and load the champion once,
-before any child is forked, so each killed or rerun child spends its time on the step, not on loading.
+"""Preloaded only by the fault suite's forkserver: import Great Expectations, build the language detector and
+load the champion once, before any child is forked, so each killed or rerun child spends its time on the step,
+not on loading.
 
 It reads FAULT_WARM_MLFLOW_URI / FAULT_WARM_MODEL_VERSION from the environment the forkserver started with.
 Nothing here starts threads (lingua's thread pool starts on the first detection, in the child).
@@ -11,6 +12,8 @@ import os
 
 
 def warm() -> None:
+    import great_expectations  # noqa: F401 - ~12 s to import here; every ingest child would pay it otherwise
+
     from models.language import DEFAULT_LANGUAGES, _detector
 
     _detector(tuple(DEFAULT_LANGUAGES))
