@@ -1,9 +1,10 @@
 """Kill -9 fault suite: SIGKILL ingest, scoring, write-back and backfill at seeded random moments, rerun, compare.
 
 Each trial: a fresh simulator on loopback and a fresh warehouse (a file SQLite database, or a PostgreSQL schema)
-prepared for the step → the step runs in a child process → the child is killed with SIGKILL after a seeded random
-delay drawn over the step's measured duration → a clean rerun in another child → the warehouse is compared
-with the source:
+prepared for the step → the step runs in a child process → the child is killed with SIGKILL at a seeded point:
+by default once a seeded number of commits is visible (never the last) plus a seeded fraction of a commit
+interval, or with ``--kill-by time`` after a delay drawn over the step's measured commit window → a clean rerun in
+another child → the warehouse is compared with the source:
 
 - ingest: every ticket and rating at the source's latest version, none missing, none extra;
 - scoring: every live ticket has exactly one current prediction, every prediction of the champion version;
@@ -440,9 +441,6 @@ def _run_child(ctx, step: str, env: dict[str, str], api_url: str, kill_after: fl
     return False, elapsed
 
 
-KILL_BY_PROGRESS = {"ingest"}
-
-
 def _after_progress(step: str, url: str, sim, target: int, extra: float) -> Callable[[float], bool]:
     """A ``watch`` that fires ``extra`` seconds after the warehouse first shows ``target`` committed rows."""
     reached: list[float] = []
@@ -456,7 +454,10 @@ def _after_progress(step: str, url: str, sim, target: int, extra: float) -> Call
 
 
 def run_step(fx: Fixture, ctx, step: str, backend: str, trials: int, seed: int,
-             log: Callable[[str], None]) -> StepResult:
+             log: Callable[[str], None], kill_by: str = "progress") -> StepResult:
+    """``kill_by="progress"``: each kill lands after a seeded commit (never the last) plus a seeded fraction of
+    a commit interval. ``"time"``: after a delay drawn over the calibrated commit window, which also lands
+    before the first commit or after the last (the run then only finishes its bookkeeping)."""
     from helpdesk_sim.testing import running_simulator
 
     result = StepResult(step, backend)
@@ -483,7 +484,7 @@ def run_step(fx: Fixture, ctx, step: str, backend: str, trials: int, seed: int,
     for trial in range(trials):
         delay = rng.uniform(*window)
         target = extra = None
-        if step in KILL_BY_PROGRESS and len(marks) > 1:
+        if kill_by == "progress" and len(marks) > 1:
             # A run's speed varies with the machine's load, so a fixed delay often lands before the first or
             # after the last commit. Instead: wait until a seeded number of commits is visible (never the
             # last), then a seeded fraction of a typical commit interval — any point of the next page's fetch,
@@ -545,14 +546,14 @@ def fault_environment(workdir: Path | None = None, pg_base: str | None = None,
 
 
 def run_suite(trials: int, pg_trials: int, steps=STEPS, seed: int = 1, pg_base: str | None = None,
-              log: Callable[[str], None] = print) -> list[StepResult]:
+              log: Callable[[str], None] = print, kill_by: str = "progress") -> list[StepResult]:
     results = []
     with fault_environment(pg_base=pg_base, log=log) as (fx, ctx):
         for step in steps:
             for backend, n in (("sqlite", trials), ("postgresql", pg_trials)):
                 if n and (backend == "sqlite" or pg_base):
                     log(f"{step} on {backend}: {n} trials")
-                    results.append(run_step(fx, ctx, step, backend, n, seed, log))
+                    results.append(run_step(fx, ctx, step, backend, n, seed, log, kill_by))
     return results
 
 
@@ -571,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-trials", type=int, default=5, help="trials per step on PostgreSQL (0: skip)")
     parser.add_argument("--steps", default=",".join(STEPS))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kill-by", choices=("progress", "time"), default="progress",
+                        help="place kills after a seeded commit (default) or at a delay over the commit window")
     parser.add_argument("--postgres-url", default=os.environ.get("TICKETLENS_TEST_POSTGRES_URL", DEFAULT_PG))
     args = parser.parse_args(argv)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -586,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with prefect_test_harness(server_startup_timeout=180):
         results = run_suite(args.trials, args.pg_trials, tuple(args.steps.split(",")), args.seed, pg,
-                            log=lambda m: print(m, flush=True))
+                            log=lambda m: print(m, flush=True), kill_by=args.kill_by)
     print()
     print(table(results))
     print(f"\nTotal {time.monotonic() - started:.0f} s")
