@@ -47,6 +47,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def can_start_workers() -> bool:
+    """False inside a daemonic process (e.g. a Dask worker), which may not have children: run in-process."""
+    return not multiprocessing.current_process().daemon
+
+
 class ProcessWorker:
     """``fn`` (picklable: a module-level function, a bound method of a picklable object, a partial) run in one
     separate process. Call ``submit`` for a Future, or use ``start``/``finish`` below."""

@@ -157,7 +157,10 @@ def load_sentiment(settings: Settings):
 
 
 def _use_workers(settings: Settings, rows: int) -> bool:
-    return bool(settings.scoring_workers_min_rows) and rows >= settings.scoring_workers_min_rows
+    from models.offload import can_start_workers
+
+    return (bool(settings.scoring_workers_min_rows) and rows >= settings.scoring_workers_min_rows
+            and can_start_workers())
 
 
 def _worker(key: tuple, make):

@@ -149,3 +149,25 @@ def test_large_batches_get_a_worker_and_a_dead_one_is_replaced():
     assert language_detector_for(off, 10**6) is detect_languages
     worker.close()
     replacement.close()
+
+
+def _language_choice_in_a_daemon(queue) -> None:
+    from tasks.scoring import language_detector_for
+    from tasks.settings import load_settings
+
+    chosen = language_detector_for(load_settings(_env_file=None, scoring_workers_min_rows=1), 5000)
+    queue.put(chosen is detect_languages)
+
+
+def test_no_worker_is_started_inside_a_daemonic_process():
+    """Dask worker processes are daemonic and may not have children: large batches there stay in-process."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    daemon = ctx.Process(target=_language_choice_in_a_daemon, args=(queue,), daemon=True)
+    daemon.start()
+    try:
+        assert queue.get(timeout=120) is True
+    finally:
+        daemon.join(10)
