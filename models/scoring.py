@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from models import offload
+from models.offload import ProcessWorker
 from models.routing import RoutingPolicy, auto_reply_eligible, routing_group, tier
-from models.sentiment import label_scores, score_with, submit_scores
+from models.sentiment import label_scores
 from models.taxonomy import Taxonomy
 
 SEGMENT_TAGS = {"business": "business", "vip": "business", "creator": "creator"}
@@ -53,14 +54,15 @@ def score_tickets(
     # Workers (models.offload, used for large batches) score sentiment and detect languages in their own
     # processes from here on, beside the classifier. In-process, sentiment runs now and language detection on a
     # thread: lingua runs in Rust without the GIL, so it overlaps the (GIL-bound) classifier.
-    sentiment_future = submit_scores(sentiment_model, texts)
+    score_sentiment = sentiment_model if isinstance(sentiment_model, ProcessWorker) else sentiment_model.score
+    sentiment_future = offload.start(score_sentiment, texts)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lang") as pool:
         languages_future = offload.start(detect_language, texts, executor=pool)
         proba = predictor.predict_proba(texts if predictor is not classifier else inputs)
         classes = np.asarray(classifier.classes_, dtype=object)
         order = np.argsort(-proba, axis=1)[:, :3]
         languages = offload.finish(detect_language, languages_future, texts)
-    sentiment_scores = score_with(sentiment_model, texts, sentiment_future)
+    sentiment_scores = offload.finish(score_sentiment, sentiment_future, texts)
     sentiments = label_scores(sentiment_scores)
     top_classes = classes[order].tolist()
     top_p = np.round(np.take_along_axis(proba, order, axis=1), 4).tolist()

@@ -9,12 +9,11 @@ The better one ships (the CSAT model must beat VADER by a margin); both numbers 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
-from models.offload import ProcessWorker, finish, start
+from models.offload import ProcessWorker
 from models.text import mask_pii
 
 # scikit-learn is imported where it is used: a VADER-only SentimentWorker process then starts in well under a
@@ -92,17 +91,6 @@ class SentimentWorker(ProcessWorker):
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         return self(list(texts))
-
-
-def submit_scores(model, texts: Sequence[str]) -> Future:
-    """Start scoring: in the worker process for a ``SentimentWorker``, else right here (a finished future)."""
-    return start(model if isinstance(model, ProcessWorker) else model.score, list(texts))
-
-
-def score_with(model, texts: Sequence[str], future: Future | None = None) -> np.ndarray:
-    """The scores of ``submit_scores`` (a worker that died mid-way: the same model, in-process)."""
-    future = future or submit_scores(model, texts)
-    return finish(model if isinstance(model, ProcessWorker) else model.score, future, list(texts))
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import pytest
 from helpdesk_sim.generator import GeneratorConfig, generate_dataset
 from models.classifier import build_pipeline
 from models.language import detect_languages
-from models.offload import ProcessWorker
+from models.offload import ProcessWorker, finish, start
 from models.routing import RoutingPolicy
 from models.scoring import score_tickets
-from models.sentiment import SentimentWorker, VaderSentiment, score_with, submit_scores
+from models.sentiment import SentimentWorker, VaderSentiment
 from models.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,8 +88,8 @@ def test_a_worker_that_dies_falls_back_to_the_same_model_in_process():
         for child in __import__("multiprocessing").active_children():
             os.kill(child.pid, signal.SIGKILL)
         time.sleep(0.5)
-        future = submit_scores(worker, TEXTS)
-        np.testing.assert_array_equal(score_with(worker, TEXTS, future), VaderSentiment().score(TEXTS))
+        future = start(worker, TEXTS)
+        np.testing.assert_array_equal(finish(worker, future, TEXTS), VaderSentiment().score(TEXTS))
         assert worker.broken, "a dead worker must be flagged so tasks.scoring.sentiment_for replaces it"
     finally:
         worker.close()
