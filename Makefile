@@ -4,6 +4,8 @@ UV := python3 -m uv
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export GX_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
+# No internet here: a Prefect server that tries to send telemetry logs an ERROR line on every start.
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: install demo test lint unit bench bench-accuracy fault-suite sim up down status deploy clean
 
