@@ -7,19 +7,20 @@ export DO_NOT_TRACK ?= 1
 # No internet here: a Prefect server that tries to send telemetry logs an ERROR line on every start.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test lint unit bench bench-accuracy fault-suite sim up down status deploy clean
+.PHONY: install demo test lint unit bench bench-accuracy fault-suite sim up down status deploy clean reset
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
 	@$(UV) sync --frozen --quiet
 
 ## Run the main job on the embedded defaults against a local simulator (SQLite warehouse ./ticketlens.db).
+## One line per stage; VERBOSE=1 shows every flow's own log too.
 demo: install
-	$(UV) run python -m flows.demo
+	$(UV) run python -m flows.demo $(if $(VERBOSE),--verbose,)
 
 ## Lint + the whole test suite (SQLite always; PostgreSQL when reachable, mandatory when CI=true).
 test: install lint
-	$(UV) run pytest
+	$(UV) run pytest --durations=15
 
 lint: install
 	$(UV) run ruff check .
@@ -63,5 +64,15 @@ deploy: install
 	PREFECT_API_URL=$(PREFECT_API_URL) $(UV) run prefect work-pool create ticketlens-process --type process --overwrite
 	PREFECT_API_URL=$(PREFECT_API_URL) $(UV) run prefect --no-prompt deploy --all
 
+## clean: caches only (pytest, ruff, __pycache__); your warehouse, models and reports stay.
 clean:
-	rm -rf ticketlens.db ticketlens.db-* .pytest_cache .ruff_cache var/
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+
+## reset: everything the demo and the local stack created — the warehouse, the MLflow store and artifacts
+## (registered models and their aliases), var/ (reports, the demo's Prefect runs, the stack's state). The next
+## `make demo` starts from scratch: version 1 becomes champion and history is backfilled again. Stop the stack first.
+reset: clean
+	@if [ -f var/run/prefect-server.pid ] && kill -0 "$$(cat var/run/prefect-server.pid)" 2>/dev/null; then \
+		echo "The local stack is running: make down first" >&2; exit 1; fi
+	rm -rf ticketlens.db ticketlens.db-* mlflow.db mlflow.db-* mlartifacts/ mlruns/ var/

@@ -1,162 +1,356 @@
-"""``make demo``: run the main job on the embedded defaults against a local helpdesk simulator.
+"""``make demo``: a guided tour of TicketLens on the embedded defaults, against a local helpdesk simulator.
 
-Starts the Zendesk-compatible simulator on 127.0.0.1:8765 (the default TICKETLENS_HELPDESK_BASE_URL) with a
-seeded month of tickets, runs the ``ingest`` flow into the default SQLite warehouse, prints what landed and
-where to look, and stops the simulator. Running it again shows the idempotent upsert at work.
+It runs the four scheduled flows the way they run in production, one after the other, on a seeded month of
+simulated Zendesk data (August 2026), and prints one line per stage with its result and elapsed time:
+
+1. start the Zendesk-compatible simulator (a separate process on 127.0.0.1:8765);
+2. ``ingest``: tickets, CSAT ratings, agents, groups → validated SQLite warehouse ``ticketlens.db``;
+3. ``nightly-retrain``: train the category classifier, register it in MLflow (``mlflow.db``), promote it to
+   ``champion`` and re-score history with it (the backfill);
+4. ``hourly-pipeline`` for the month's last hour: ingest → score → write tags back → spike detection;
+5. ``csat-drivers`` over the month.
+
+It ends with a recap of where to look. Nothing else is printed unless ``--verbose`` (``make demo VERBOSE=1``),
+which shows the flows' own logs too. The flow runs are recorded in a persistent local Prefect database under
+``var/demo/prefect`` (unless ``PREFECT_API_URL`` points at a server), so ``prefect server start`` with that home
+shows them and their artifacts afterwards. A second run is idempotent: nothing is loaded or pushed twice.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import logging
 import os
 import sys
+import threading
+import time
+import unicodedata
+import warnings
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
-from tasks.settings import get_settings
-from tasks.warehouse import schema
-from tasks.warehouse.engine import describe_url, get_engine
-
 DEMO_START = datetime(2026, 8, 1, tzinfo=UTC)
-DEMO_DATA_END = datetime(2026, 8, 31, tzinfo=UTC)  # the simulator's clock: the end of its data
-DEMO_SIM_ARGS = ["--seed", "42", "--start", f"{DEMO_START:%Y-%m-%d}", "--days", "30", "--tickets-per-day", "300"]
+DEMO_DAYS = 30
+DEMO_TICKETS_PER_DAY = 300
+DEMO_DATA_END = DEMO_START + timedelta(days=DEMO_DAYS)  # the simulator's clock: the end of its data
+DEMO_SIM_ARGS = ["--seed", "42", "--start", f"{DEMO_START:%Y-%m-%d}", "--days", str(DEMO_DAYS),
+                 "--tickets-per-day", str(DEMO_TICKETS_PER_DAY)]
+PREFECT_HOME = Path("var/demo/prefect")
+HEARTBEAT_SECONDS = 15.0
+STAGES = 5
+
+PLAN = f"""TicketLens demo — about 4 minutes on a 2-core machine (3-5 min; the first run also creates the databases).
+It runs the scheduled flows in order on a simulated month of Zendesk data ({DEMO_START:%B %Y}, ~{DEMO_TICKETS_PER_DAY}
+tickets a day):
+  1. start the simulated helpdesk (Zendesk REST API on loopback)                  ~15 s
+  2. ingest: tickets, CSAT ratings, agents, groups → validated warehouse          ~1 min (paced at Zendesk's
+     10 export requests/minute, as against a real account)
+  3. nightly-retrain: train, register in MLflow, promote, re-score history        ~1.5 min
+  4. hourly-pipeline: ingest → score → write tags back → spike detection          ~40 s
+  5. csat-drivers: what drives bad satisfaction ratings                           ~15 s
+One line per stage; `make demo VERBOSE=1` shows every flow's own log as well."""
 
 
-def print_warehouse(url: str) -> None:
-    """A short tour of the warehouse for the person who just ran the demo."""
-    engine = get_engine(url)
-    with engine.connect() as conn:
-        counts = {
-            table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-            for table in (schema.tickets, schema.csat_ratings, schema.agents, schema.groups, schema.ticket_fields,
-                          schema.raw_records, schema.quarantine)
-        }
-        by_status = conn.execute(
-            sa.text("SELECT status, COUNT(*) FROM tickets GROUP BY status ORDER BY COUNT(*) DESC")
-        ).all()
-        by_score = conn.execute(
-            sa.text("SELECT score, COUNT(*) FROM csat_ratings GROUP BY score ORDER BY score")
-        ).all()
-        reasons = conn.execute(
-            sa.text(
-                "SELECT contact_reason, COUNT(*) AS n FROM tickets GROUP BY contact_reason ORDER BY n DESC LIMIT 5"
-            )
-        ).all()
-        state = conn.execute(sa.text("SELECT stream, watermark, pages FROM extraction_state ORDER BY stream")).all()
-    print("\n=== Warehouse", describe_url(url))
-    for table, n in counts.items():
-        print(f"  {table:<14} {n:>7,}")
-    print("  tickets by status:", ", ".join(f"{s} {n}" for s, n in by_status))
-    print("  CSAT scores:      ", ", ".join(f"{s} {n}" for s, n in by_score))
-    print("  top self-selected contact reasons:", ", ".join(f"{r} ({n})" for r, n in reasons))
-    for stream, watermark, pages in state:
-        print(f"  cursor[{stream}]: watermark={watermark}, pages loaded so far={pages}")
-    print("\nWhere to look next:")
-    print("  - the tables above:      sqlite3 ticketlens.db  (or any SQL client on TICKETLENS_WAREHOUSE_URL)")
-    print("  - run summary artifacts: `uv run prefect server start`, then the Artifacts page")
-    print("    (ingest-summary, ingest-validation, ingest-report) of the next run")
-    print("  - rejected rows:         SELECT stream, record_id, failed_checks FROM quarantine;")
+# ------------------------------------------------------------------------------------------- output helpers
 
 
-def print_routed(url: str, limit: int = 8) -> None:
+def display_width(text: str) -> int:
+    """Columns a string takes in a terminal: East Asian wide/full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut and padded to exactly ``width`` terminal columns (so CJK subjects keep tables aligned)."""
+    out, used = [], 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        if used + w > width:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + " " * (width - used)
+
+
+class Stage:
+    """One numbered stage: a header, a progress line every ``HEARTBEAT_SECONDS`` while it runs, then its result.
+
+    In quiet mode what the libraries write to stderr during the stage (MLflow's registration chatter, say) is
+    held back and shown only if the stage fails, so an error is never hidden.
+    """
+
+    def __init__(self, number: int, title: str, probe: Callable[[], str] | None = None, quiet: bool = True):
+        self.number, self.title, self.probe, self.quiet = number, title, probe, quiet
+        self.started = 0.0
+        self._stop = threading.Event()
+        self._stderr = io.StringIO()
+
+    def elapsed(self) -> str:
+        seconds = time.monotonic() - self.started
+        return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                detail = self.probe() if self.probe else ""
+            except Exception:  # a progress probe must never break the stage it reports on
+                detail = ""
+            print(f"      … {detail + ', ' if detail else ''}{self.elapsed()} so far", flush=True)
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[Stage]:
+        print(f"\n[{self.number}/{STAGES}] {self.title}", flush=True)
+        self.started = time.monotonic()
+        beat = threading.Thread(target=self._beat, name="demo-progress", daemon=True)
+        beat.start()
+        redirect = contextlib.redirect_stderr(self._stderr) if self.quiet else contextlib.nullcontext()
+        try:
+            with redirect:
+                yield self
+        except BaseException:
+            held = self._stderr.getvalue()
+            if held:
+                sys.stderr.write(held)
+            print(f"      FAILED after {self.elapsed()} (the error follows)", flush=True)
+            raise
+        finally:
+            self._stop.set()
+            beat.join(timeout=1)
+
+    def done(self, result: str) -> None:
+        print(f"      done in {self.elapsed()}: {result}", flush=True)
+
+    def detail(self, line: str) -> None:
+        print(f"      {line}", flush=True)
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter out of the tour (their warnings about the demo's own data are not the user's)."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # GX names its ephemeral-docs logger explicitly, so the child needs its own level.
+    for name in ("mlflow", "great_expectations", "great_expectations.data_context.types.base", "alembic", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*Inferred schema contains integer column", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def use_local_prefect_home() -> str | None:
+    """Record the demo's runs in a persistent Prefect database under var/ (unless a server is configured)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    home = PREFECT_HOME.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(home))
+    return os.environ["PREFECT_HOME"]
+
+
+# ------------------------------------------------------------------------------------------- warehouse reads
+
+
+def scalar(url: str, sql: str, **params) -> int:
+    from tasks.warehouse.engine import get_engine
+
+    with get_engine(url).connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar_one() or 0
+
+
+def count_probe(url: str, sql: str, label: str) -> Callable[[], str]:
+    def probe() -> str:
+        n = scalar(url, sql)
+        return f"{n:,} {label}" if n else ""
+    return probe
+
+
+def print_routed(url: str, limit: int = 6) -> None:
     """A sample of scored tickets with what was pushed back to the helpdesk."""
+    from tasks.warehouse.engine import get_engine
+
     with get_engine(url).connect() as conn:
         rows = conn.execute(sa.text(
-            "SELECT p.ticket_id, t.subject, p.category, p.confidence, p.sentiment, p.tier, p.routing_group, "
+            "SELECT p.ticket_id, t.subject, p.category, p.confidence, p.tier, p.routing_group, "
             "p.auto_reply, w.status FROM ticket_predictions p JOIN tickets t ON t.id = p.ticket_id "
             "LEFT JOIN writeback_state w ON w.ticket_id = p.ticket_id WHERE p.is_current "
             "ORDER BY t.created_at DESC LIMIT :n"), {"n": limit}).all()
-        routes = conn.execute(sa.text(
-            "SELECT routing_group, COUNT(*) FROM ticket_predictions WHERE is_current GROUP BY routing_group "
-            "ORDER BY COUNT(*) DESC")).all()
-    print("\n=== Newest routed tickets (tags pushed to the helpdesk with prefix tl_)")
+    print("      newest routed tickets (tags pushed to the helpdesk with prefix tl_):")
     for r in rows:
-        subject = (r.subject or "")[:38]
-        print(f"  #{r.ticket_id:<6} {subject:<38} → {r.category:<34} p={r.confidence:.2f} {r.sentiment:<8} "
-              f"tier {r.tier} → {r.routing_group}{' [auto-reply]' if r.auto_reply else ''} ({r.status})")
-    print("  tickets per routing group:", ", ".join(f"{g} {n}" for g, n in routes))
+        print(f"        #{r.ticket_id:<5} {fit(r.subject or '', 26)} → {fit(r.category, 32)} p={r.confidence:.2f} "
+              f"tier {r.tier} → {r.routing_group}{' +auto-reply' if r.auto_reply else ''} ({r.status})")
 
 
-def print_alerts(url: str) -> None:
-    """The Slack messages spike detection produced (sent, or stored as "not sent" without a webhook)."""
+def incident_report(url: str, settings) -> list[str]:
+    """Planted incidents (ground truth) against the alerts raised, with why each missed one was missed."""
     from helpdesk_sim.generator import GeneratorConfig, generate_dataset
+    from tasks.warehouse.engine import get_engine
+    from tasks.warehouse.schema import spike_alerts, ticket_predictions, tickets
 
+    p, t = ticket_predictions, tickets
+    truth = generate_dataset(GeneratorConfig(seed=42, start=DEMO_START, days=DEMO_DAYS,
+                                             tickets_per_day=DEMO_TICKETS_PER_DAY)).truth.incidents
+    lines = []
+    a = spike_alerts
     with get_engine(url).connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT m.kind, m.hour, m.status, m.text FROM slack_messages m ORDER BY m.hour, m.id")).all()
-    print("\n=== Spike alerts: the Slack messages the hourly pipeline would have sent")
-    if not rows:
-        print("  none")
-    for r in rows:
-        print(f"  [{r.status}] {r.text}")
-    truth = generate_dataset(GeneratorConfig(seed=42, start=datetime(2026, 8, 1, tzinfo=UTC), days=30,
-                                             tickets_per_day=300)).truth.incidents
-    print("  planted incidents in the simulated month (ground truth):")
-    for inc in truth:
-        print(f"    {inc.id}: {inc.category} at {inc.multiplier:.0f}× from "
-              f"{datetime.fromtimestamp(inc.start, UTC):%Y-%m-%d %H:%M} for {(inc.end - inc.start) // 3600} h")
-    print("  set TICKETLENS_SLACK_WEBHOOK_URL to post them; charts are in", get_settings().reports_dir)
-def print_csat(report: dict) -> None:
-    """The top CSAT drivers and what the ops reports suggest."""
-    print(f"  {report['ratings']} ratings, {report['bad']} bad; top drivers (adjusted, FDR-controlled):")
-    for line in report["driver_lines"][:8] or ["no driver found"]:
-        print("   ", line)
-    reasons = report["reasons"]
-    print("  why (bad-rating comments):", ", ".join(f"{r.label} {r.comments}" for r in reasons.head(4).itertuples()))
-    options = report["self_selection"]
-    misused = options[options["suggestion"].astype(bool)] if not options.empty else options
-    for r in misused.head(2).itertuples():
-        print(f"  menu: {r.suggestion}")
-    cands = report["auto_reply_candidates"]
-    chosen = cands[cands["is_candidate"]] if not cands.empty else cands
-    print("  auto-reply candidates:", ", ".join(f"{r.category} (~{r.deflectable_tickets} tickets)"
-                                               for r in chosen.head(5).itertuples()) or "none")
-    print(f"  charts: {', '.join(report['charts'])}")
-    print("  tables: csat_drivers, csat_reason_counts, csat_weekly_trends, self_selection_options, "
-          "auto_reply_candidates")
+        for inc in truth:
+            start, end = datetime.fromtimestamp(inc.start, UTC), datetime.fromtimestamp(inc.end, UTC)
+            alert = conn.execute(
+                sa.select(a.c.started_at).where(a.c.series == inc.category, a.c.started_at < end,
+                                                a.c.last_spike_at >= start - timedelta(hours=1))
+                .order_by(a.c.started_at).limit(1)).first()
+            hourly = conn.execute(
+                sa.select(sa.func.count()).select_from(p.join(t, t.c.id == p.c.ticket_id))
+                .where(p.c.is_current.is_(True), p.c.category == inc.category, t.c.created_at >= start,
+                       t.c.created_at < end)).scalar_one()
+            month = conn.execute(sa.text(
+                "SELECT COUNT(*) FROM ticket_predictions p WHERE p.is_current AND p.category = :c"),
+                {"c": inc.category}).scalar_one()
+            hours = max(1, (inc.end - inc.start) // 3600)
+            usual = month / (DEMO_DAYS * 24)
+            what = (f"{inc.category} {inc.multiplier:.0f}× for {hours} h from {start:%d %b %H:%M}: "
+                    f"{hourly} tickets in those hours ({hourly / hours:.1f}/h vs {usual:.1f}/h usually)")
+            if alert is not None:
+                lines.append(f"FOUND   {what}; alert opened {alert.started_at:%d %b %H:%M}")
+            elif hourly / hours < settings.spike_min_count:
+                lines.append(f"missed  {what}; below the paging floor of {settings.spike_min_count} tickets/hour "
+                             f"(TICKETLENS_SPIKE_MIN_COUNT): too thin to page on at {DEMO_TICKETS_PER_DAY} "
+                             "tickets/day")
+            else:
+                lines.append(f"missed  {what}; not significant against this category's own noise")
+    return lines
 
 
-def main() -> int:
+# ------------------------------------------------------------------------------------------------ the tour
+
+
+def recap(settings, charts: list[str], prefect_home: str | None) -> None:
+    db = urlparse(settings.warehouse_url).path.lstrip("/") if settings.warehouse_url.startswith("sqlite") else None
+    print("\n=== Where to look now")
+    if db:
+        print(f"Warehouse  {db} (SQLite). Three queries worth running:")
+        print(f'  sqlite3 {db} "SELECT category, routing_group, COUNT(*) FROM ticket_predictions '
+              'WHERE is_current GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10"')
+        print(f'  sqlite3 {db} "SELECT segment, level, odds_ratio, q_value, excess_bad FROM csat_drivers '
+              'ORDER BY excess_bad DESC LIMIT 10"')
+        print(f'  sqlite3 {db} "SELECT series, started_at, peak_observed, state FROM spike_alerts"')
+        print("  (no sqlite3? `python3 -m uv run python -c \"import sqlite3; ...\"`, or any SQL client)")
+    else:
+        print(f"Warehouse  {settings.warehouse_url.split('@')[-1]}: tables tickets, ticket_predictions, "
+              "spike_alerts, csat_drivers")
+    print(f"MLflow     python3 -m uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000")
+    print(f"           → http://127.0.0.1:5000: experiment {settings.mlflow_experiment}, registered model "
+          f"{settings.model_name} (alias champion)")
+    print(f"Charts     {settings.reports_dir}/ :")
+    for chart in charts:
+        print(f"             {chart}")
+    if prefect_home:
+        rel = os.path.relpath(prefect_home)
+        print(f"Prefect    PREFECT_HOME={rel} python3 -m uv run prefect server start")
+        print("           → http://127.0.0.1:4200/runs: these runs with their logs, and the Artifacts page "
+              "(ingest-summary, nightly-retrain-decision, hourly-pipeline-summary, spike-alerts, csat-drivers-*)")
+    print("Again      make demo (idempotent: nothing is loaded or pushed twice); make reset starts from scratch")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="show the flows' own logs as well")
+    args = parser.parse_args(argv)
+    quiet = not args.verbose
+    if quiet:
+        quiet_libraries()
+    # Before Prefect is imported: its settings are read once.
+    prefect_home = use_local_prefect_home()
+    os.environ.setdefault("TICKETLENS_SPIKE_MAX_CATCHUP_HOURS", "720")  # replay the whole month once
+
     from flows.csat_drivers import csat_drivers
     from flows.hourly_pipeline import hourly_pipeline
     from flows.ingest import ingest
     from flows.nightly_retrain import nightly_retrain
     from helpdesk_sim.testing import SimulatorProcess
+    from tasks.settings import get_settings
+    from tasks.warehouse.engine import checkpoint_warehouse
 
-    # Let the first spike-detection run replay the whole simulated month (normally it catches up ≤ 6 hours).
-    os.environ.setdefault("TICKETLENS_SPIKE_MAX_CATCHUP_HOURS", "720")
     get_settings.cache_clear()
     settings = get_settings()
+    url = settings.warehouse_url
+    print(PLAN)
+    demo_started = time.monotonic()
     parsed = urlparse(settings.helpdesk_base_url)
-    port = parsed.port or 8765
-    print(f"Starting the helpdesk simulator on {settings.helpdesk_base_url} ...")
-    with SimulatorProcess(DEMO_SIM_ARGS, host=parsed.hostname or "127.0.0.1", port=port):
-        ingest()
-        print_warehouse(settings.warehouse_url)
 
-        print("\n=== Training the ticket-category classifier (nightly-retrain) ...")
-        result = nightly_retrain()
-        m = result["metrics"]
-        print(f"  registered {settings.model_name} version {result['version']} "
-              f"({'promoted to champion' if result['promoted'] else 'kept as challenger'}: {result['reason']})")
-        print(f"  holdout: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, top-2 "
-              f"{m['top2_accuracy']:.3f}, ECE {m['ece']:.3f}, auto-route coverage {m['coverage_at_threshold']:.2f} "
-              f"at accuracy {m['accuracy_at_threshold']:.3f}")
-        print(f"  sentiment model shipped: {result['sentiment_winner']}")
-        if result["backfill"]:
-            print(f"  backfill with the new champion: {result['backfill']['scored']} tickets re-scored")
-        print(f"  compare runs: uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
+    stage = Stage(1, f"Starting the simulated helpdesk on {settings.helpdesk_base_url}", quiet=quiet)
+    with contextlib.ExitStack() as simulator:
+        with stage.run():
+            simulator.enter_context(SimulatorProcess(DEMO_SIM_ARGS, host=parsed.hostname or "127.0.0.1",
+                                                     port=parsed.port or 8765))
+        stage.done(f"{DEMO_DAYS} days of tickets from {DEMO_START:%Y-%m-%d}, clock at {DEMO_DATA_END:%Y-%m-%d}")
 
-        print("\n=== Hourly pipeline: ingest → score → write back → spike detection ...")
-        hourly = hourly_pipeline(end=DEMO_DATA_END)
-        print(f"  write-back: {hourly['push']['submitted']} tickets submitted, {hourly['poll']['done']} confirmed")
-        print_routed(settings.warehouse_url)
-        print_alerts(settings.warehouse_url)
+        stage = Stage(2, "ingest: helpdesk → Great Expectations → warehouse", quiet=quiet,
+                      probe=count_probe(url, "SELECT COUNT(*) FROM tickets", "tickets in the warehouse"))
+        with stage.run():
+            result = ingest()
+        t, r = result["tickets"], result["satisfaction_ratings"]
+        stage.done(f"{t['fetched']:,} tickets ({t['inserted']:,} new, {t['updated']:,} updated, "
+                   f"{t['quarantined']} quarantined) and {r['fetched']:,} CSAT ratings in {t['pages']} + "
+                   f"{r['pages']} pages → {url}")
 
-    print("\n=== CSAT drivers and ops reports (csat-drivers) over the demo month ...")
-    report = csat_drivers(start=DEMO_START, end=DEMO_START + timedelta(days=31))
-    print_csat(report)
+        stage = Stage(3, "nightly-retrain: train → MLflow → promote → backfill history", quiet=quiet,
+                      probe=count_probe(url, "SELECT COUNT(*) FROM ticket_predictions WHERE is_current",
+                                        "tickets with a current prediction"))
+        with stage.run():
+            trained = nightly_retrain()
+        if trained.get("skipped"):
+            stage.done("skipped: another nightly-retrain holds the run lock")
+        else:
+            m = trained["metrics"]
+            verdict = "promoted to champion" if trained["promoted"] else "kept as challenger (champion stays)"
+            stage.done(f"{settings.model_name} v{trained['version']} {verdict}")
+            stage.detail(f"why: {trained['reason']}")
+            stage.detail(f"holdout: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, "
+                         f"ECE {m['ece']:.3f}; auto-routes {m['coverage_at_threshold']:.0%} of tickets at "
+                         f"accuracy {m['accuracy_at_threshold']:.3f}")
+            stage.detail(f"sentiment: {trained.get('sentiment_reason') or trained['sentiment_winner']}")
+            if trained["backfill"]:
+                stage.detail(f"backfill: {trained['backfill']['scored']:,} tickets re-scored with "
+                             f"v{trained['version']}")
+            else:
+                stage.detail("backfill: none (no new champion, history keeps its predictions)")
+
+        stage = Stage(4, "hourly-pipeline for the month's last hour: ingest → score → write back → spikes",
+                      quiet=quiet, probe=count_probe(url, "SELECT COUNT(*) FROM writeback_state "
+                                                          "WHERE status = 'done'", "tickets tagged"))
+        with stage.run():
+            hourly = hourly_pipeline(end=DEMO_DATA_END)
+        if hourly.get("skipped"):
+            stage.done("skipped: another hourly-pipeline holds the run lock")
+        else:
+            spikes = hourly["spikes"]
+            stage.done(f"{hourly['scoring']['scored']:,} tickets scored, {hourly['push']['submitted']:,} pushed "
+                       f"and {hourly['poll']['done']:,} confirmed by the helpdesk")
+            print_routed(url)
+            if "error" in spikes:
+                stage.detail(f"spike detection FAILED: {spikes['error']}")
+            else:
+                stage.detail(f"spike detection replayed the month: {spikes['opened']} alert(s) opened "
+                             f"({spikes['slack']['not_sent']} Slack message(s) stored as not sent: set "
+                             "TICKETLENS_SLACK_WEBHOOK_URL to post them). Planted incidents:")
+                for line in incident_report(url, settings):
+                    stage.detail(f"  {line}")
+
+    stage = Stage(5, "csat-drivers over the month: what drives bad ratings", quiet=quiet)
+    with stage.run():
+        report = csat_drivers(start=DEMO_START, end=DEMO_START + timedelta(days=31))
+    stage.done(f"{report['ratings']:,} ratings ({report['bad']} bad): {len(report['driver_lines'])} driver(s) at "
+               f"FDR {settings.csat_fdr}")
+    for line in report["driver_lines"][:5]:
+        stage.detail(f"  {line}")
+
+    checkpoint_warehouse(url)
+    charts = sorted(str(p) for p in Path(settings.reports_dir).rglob("*.png"))
+    print(f"\nFinished in {(time.monotonic() - demo_started) / 60:.1f} min.")
+    recap(settings, charts, prefect_home)
     return 0
 
 

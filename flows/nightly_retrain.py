@@ -79,7 +79,9 @@ def _retrain(settings, classifier_config: dict | None, window, end: datetime | N
             "reason": decision.reason,
             "metrics": {k: v for k, v in model.metrics.items() if not k.startswith("f1.")},
             "champion_version": champion_version,
-            "sentiment_winner": sentiment.winner if sentiment else "vader", "backfill": backfilled}
+            "sentiment_winner": sentiment.winner if sentiment else "vader",
+            "sentiment_reason": sentiment.reason if sentiment else "vader ships: too few rated comments to compare",
+            "backfill": backfilled}
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class SentimentWorker(ProcessWorker):
 class SentimentComparison:
     metrics: dict[str, dict[str, float]]  # model name → {"roc_auc", "macro_f1", "rows"}
     winner: str
+    reason: str = ""  # the rule and the numbers that decided, in words (logs, decision artifact, demo)
 
 
 def evaluate_sentiment(model, texts: Sequence[str], bad: Sequence[bool]) -> dict[str, float]:
@@ -127,4 +128,20 @@ def compare_sentiment(
     better = "csat_model" in auc and auc["csat_model"] >= auc["vader"] + margin \
         and metrics["csat_model"]["macro_f1"] >= metrics["vader"]["macro_f1"]
     winner = "csat_model" if better else "vader"
-    return SentimentComparison(metrics=metrics, winner=winner), models
+    return SentimentComparison(metrics=metrics, winner=winner, reason=sentiment_reason(metrics, margin, winner)), models
+
+
+def sentiment_reason(metrics: dict[str, dict[str, float]], margin: float, winner: str) -> str:
+    """Why ``winner`` ships, stating the rule: the CSAT model must beat VADER's ROC AUC by ``margin`` without a
+    worse macro-F1; VADER is the default. Says so when both are near chance (AUC < 0.6)."""
+    vader = metrics["vader"]
+    if "csat_model" not in metrics:
+        return "vader ships: no CSAT-trained model (the rated comments had only one score)"
+    csat = metrics["csat_model"]
+    rule = (f"rule: the CSAT model ships only if its ROC AUC beats VADER's by ≥ {margin:.2f} with a macro-F1 at "
+            "least as good; otherwise VADER, the simpler domain-independent default")
+    numbers = (f"ROC AUC vader {vader['roc_auc']:.3f} vs csat_model {csat['roc_auc']:.3f}, macro-F1 "
+               f"{vader['macro_f1']:.3f} vs {csat['macro_f1']:.3f}")
+    near_chance = max(vader["roc_auc"], csat["roc_auc"]) < 0.6
+    note = "; both are near chance (0.5) on ticket text, so sentiment labels are weak signals here" if near_chance else ""
+    return f"{winner} ships ({numbers}; {rule}){note}"

@@ -164,8 +164,7 @@ def compare_sentiment_models(warehouse_url: str, holdout_share: float = 0.3):
         [prepare_text(r.subject, r.description) for r in held_out], [r.score == "bad" for r in held_out],
         margin=SENTIMENT_MARGIN,
     )
-    get_run_logger().info("Sentiment on the text of %d held-out rated tickets: %s → %s", len(held_out),
-                          {n: round(v["roc_auc"], 3) for n, v in comparison.metrics.items()}, comparison.winner)
+    get_run_logger().info("Sentiment on the text of %d held-out rated tickets: %s", len(held_out), comparison.reason)
     return comparison, models.get("csat_model")
 
 
@@ -318,6 +317,7 @@ def decision_markdown(settings: Settings, version: str, run_id: str, model: Trai
     if model.training.rejected_labels:
         lines.append(f"Rejected labels (not in taxonomy): {model.training.rejected_labels}")
     if sentiment is not None:
-        lines += ["", "Sentiment on the text of held-out rated tickets (ROC AUC bad vs good): " + ", ".join(
-            f"{n} {v['roc_auc']:.3f}" for n, v in sentiment.metrics.items()) + f" → ships **{sentiment.winner}**"]
+        aucs = ", ".join(f"{n} {v['roc_auc']:.3f}" for n, v in sentiment.metrics.items())
+        lines += ["", f"Sentiment on the text of held-out rated tickets (ROC AUC bad vs good): {aucs} → ships "
+                  f"**{sentiment.winner}**", "", f"Why: {sentiment.reason}"]
     return "\n".join(lines)

@@ -43,6 +43,19 @@ def get_engine(url: str) -> Engine:
                             connect_args={"connect_timeout": 10})
 
 
+def checkpoint_warehouse(url: str) -> None:
+    """Fold a SQLite warehouse's write-ahead log back into the database file and close pooled connections.
+
+    Without it the ``-wal`` file (megabytes after a demo) stays beside ``ticketlens.db`` until the next writer,
+    and a copy of the .db file alone misses the latest commits. PostgreSQL needs nothing: a no-op there.
+    """
+    engine = get_engine(url)
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+
+
 def alembic_config(url: str):
     """An Alembic config pointing at our migrations; the CLI equivalent is ``alembic upgrade head``."""
     from alembic.config import Config
