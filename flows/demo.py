@@ -132,9 +132,11 @@ class Stage:
 def quiet_libraries() -> None:
     """Keep library chatter out of the tour (their warnings about the demo's own data are not the user's)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # GX names its ephemeral-docs logger explicitly, so the child needs its own level.
-    for name in ("mlflow", "great_expectations", "great_expectations.data_context.types.base", "alembic", "httpx"):
+    for name in ("mlflow", "great_expectations", "alembic", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # GX sets this module logger to INFO when it is imported (after us): a filter survives that.
+    logging.getLogger("great_expectations.data_context.types.base").addFilter(
+        lambda record: record.levelno >= logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*Inferred schema contains integer column", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -233,8 +235,8 @@ def recap(settings, charts: list[str], prefect_home: str | None) -> None:
         print(f"Warehouse  {db} (SQLite). Three queries worth running:")
         print(f'  sqlite3 {db} "SELECT category, routing_group, COUNT(*) FROM ticket_predictions '
               'WHERE is_current GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10"')
-        print(f'  sqlite3 {db} "SELECT segment, level, odds_ratio, q_value, excess_bad FROM csat_drivers '
-              'ORDER BY excess_bad DESC LIMIT 10"')
+        print(f'  sqlite3 {db} "SELECT factor, level, odds_ratio, q_value, excess_bad FROM csat_drivers '
+              'WHERE is_driver ORDER BY driver_rank"')
         print(f'  sqlite3 {db} "SELECT series, started_at, peak_observed, state FROM spike_alerts"')
         print("  (no sqlite3? `python3 -m uv run python -c \"import sqlite3; ...\"`, or any SQL client)")
     else:
