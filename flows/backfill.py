@@ -22,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from models.windows import as_utc
 from tasks.backfill import backfill_partition, plan_backfill
 from tasks.runlock import flow_lock
+from tasks.runstate import skipped_state
 from tasks.scoring import resolve_version
 from tasks.settings import get_settings
 from tasks.tracking import CHAMPION
@@ -77,7 +78,7 @@ def backfill(start: datetime | None = None, end: datetime | None = None, model_a
     run_id = str(flow_run.id or uuid4())
     with flow_lock(settings, "backfill", run_id) as held:
         if not held:
-            return {"skipped": True, "partitions": 0, "scored": 0}
+            return skipped_state("backfill", held.reason, {"skipped": True, "partitions": 0, "scored": 0})
         return _backfill(settings, run_id, start, end, model_alias, model_version)
 
 

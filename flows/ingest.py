@@ -31,6 +31,7 @@ from tasks.ingest import (
     validate_ticket_page,
 )
 from tasks.runlock import flow_lock
+from tasks.runstate import skipped_state
 from tasks.settings import Settings, get_settings
 from tasks.warehouse.engine import describe_url
 
@@ -52,7 +53,7 @@ def ingest(start_time: datetime | None = None, max_pages: int | None = None) -> 
     prepare_warehouse(settings.warehouse_url)
     with flow_lock(settings, "ingest", run_id) as held:
         if not held:
-            return {"skipped": True}
+            return skipped_state("ingest", held.reason, {"skipped": True})
         return _ingest(settings, start_time, max_pages, run_id)
 
 
