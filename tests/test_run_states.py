@@ -69,6 +69,8 @@ def test_hourly_pipeline_ends_failed_naming_the_steps_that_did_not_finish(prefec
     from flows.nightly_retrain import nightly_retrain
 
     sim = env
+    monkeypatch.setenv("TICKETLENS_BACKFILL_AFTER_PROMOTION", "false")  # not what this test is about: save time
+    get_settings.cache_clear()
     ingest()
     assert nightly_retrain()["promoted"]
 
@@ -84,6 +86,7 @@ def test_hourly_pipeline_ends_failed_naming_the_steps_that_did_not_finish(prefec
     def broken(settings, run_id, as_of=None):
         raise RuntimeError("detector exploded")
 
+    working = flows.spikes.detect_spikes_task
     monkeypatch.setattr(flows.spikes, "detect_spikes_task", broken)
     sim.advance(3600)
     before = count(sqlite_url, ticket_predictions)
@@ -98,8 +101,7 @@ def test_hourly_pipeline_ends_failed_naming_the_steps_that_did_not_finish(prefec
         summary = next(a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))) if a.key == "hourly-pipeline-summary")
     assert "final state: Failed" in summary.data and "spike-detection" in summary.data
-    monkeypatch.undo()
-    monkeypatch.setattr(flows.spikes, "detect_spikes_task", flows.spikes.detect_spikes_task)
+    monkeypatch.setattr(flows.spikes, "detect_spikes_task", working)
 
     # The helpdesk rejects a write (the ticket was deleted there after it was scored): write-back failed → Failed.
     with get_engine(sqlite_url).begin() as conn:
