@@ -76,6 +76,7 @@ def backfill(start: datetime | None = None, end: datetime | None = None, model_a
     """Re-score tickets created in [start, end) (whole history by default) with the aliased or given version."""
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
+    start, end = (None if v is None else as_utc(v) for v in (start, end))  # any datetime kind or ISO string → UTC
     with flow_lock(settings, "backfill", run_id) as held:
         if not held:
             return skipped_state("backfill", held.reason, {"skipped": True, "partitions": 0, "scored": 0})
