@@ -407,9 +407,10 @@ def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None)
             save_stream_state(conn, SCORING_STREAM, cursor=str(int(last["id"])), watermark=int(mark.value // 1000),
                               run_id=run_id)
         unchanged = {k: unchanged[k] + skipped[k] for k in unchanged}
-        logger.info("Scored %d of %d loaded tickets with %s v%s; not re-scored: %d write-back echoes (only "
-                    "TicketLens's own tags/fields changed), %d with unchanged scoring inputs", len(changed),
-                    len(frame), settings.model_name, version, skipped["echo"], skipped["kept"])
+        logger.info("Scored %d of %d loaded tickets with %s v%s; not re-scored: %d already scored in this version "
+                    "(e.g. by the backfill), %d write-back echoes (only TicketLens's own tags/fields changed), %d "
+                    "with unchanged scoring inputs", len(changed), len(frame), settings.model_name, version,
+                    skipped["current"], skipped["echo"], skipped["kept"])
     return {"model_version": version, "scored": scored_total, "echoes": unchanged["echo"],
             "unchanged_inputs": unchanged["kept"], "already_current": unchanged["current"]}
 
