@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import uuid4
 
 from prefect import flow, get_run_logger
@@ -19,8 +19,10 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from models.windows import as_utc
 from tasks.backfill import backfill_partition, plan_backfill
 from tasks.runlock import flow_lock
+from tasks.runstate import skipped_state
 from tasks.scoring import resolve_version
 from tasks.settings import get_settings
 from tasks.tracking import CHAMPION
@@ -74,9 +76,10 @@ def backfill(start: datetime | None = None, end: datetime | None = None, model_a
     """Re-score tickets created in [start, end) (whole history by default) with the aliased or given version."""
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
+    start, end = (None if v is None else as_utc(v) for v in (start, end))  # any datetime kind or ISO string → UTC
     with flow_lock(settings, "backfill", run_id) as held:
         if not held:
-            return {"skipped": True, "partitions": 0, "scored": 0}
+            return skipped_state("backfill", held.reason, {"skipped": True, "partitions": 0, "scored": 0})
         return _backfill(settings, run_id, start, end, model_alias, model_version)
 
 
@@ -107,8 +110,7 @@ def publish_summary(model_name: str, version: str, start: datetime | None, end: 
 
 
 def _utc_arg(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return as_utc(value)
 
 
 def main(argv: list[str] | None = None) -> int:

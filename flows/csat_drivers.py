@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import uuid4
 
 from prefect import flow
 from prefect.runtime import flow_run
 
+from models.windows import as_utc
 from tasks.csat import (
     analyse_csat_drivers,
     build_ops_reports,
@@ -36,6 +37,7 @@ from tasks.csat import (
 )
 from tasks.ingest import prepare_warehouse
 from tasks.runlock import flow_lock
+from tasks.runstate import skipped_state
 from tasks.settings import get_settings
 
 
@@ -47,7 +49,8 @@ def csat_drivers(start: datetime | None = None, end: datetime | None = None) -> 
     prepare_warehouse(settings.warehouse_url)
     with flow_lock(settings, "csat-drivers", run_id) as held:
         if not held:
-            return {"skipped": True, "window": {"start": window.start, "end": window.end}}
+            return skipped_state("csat-drivers", held.reason,
+                                 {"skipped": True, "window": {"start": window.start, "end": window.end}})
         return _analyse(settings, run_id, window)
 
 
@@ -74,8 +77,7 @@ def _analyse(settings, run_id: str, window) -> dict:
 
 
 def _utc_arg(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return as_utc(value)
 
 
 def main(argv: list[str] | None = None) -> int:
