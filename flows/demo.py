@@ -128,6 +128,16 @@ class Stage:
     def detail(self, line: str) -> None:
         print(f"      {line}", flush=True)
 
+    def call(self, flow, **kwargs) -> dict:
+        """Run a flow; a run that ended Failed or Skipped (``tasks.runstate``) is reported, with what it did."""
+        from tasks.runstate import RunNotCompleteError
+
+        try:
+            return flow(**kwargs)
+        except RunNotCompleteError as exc:
+            self.detail(f"NOT COMPLETE: {exc}")
+            return dict(exc.result or {})
+
 
 def quiet_libraries() -> None:
     """Keep library chatter out of the tour (their warnings about the demo's own data are not the user's)."""
@@ -292,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         stage = Stage(2, "ingest: helpdesk → Great Expectations → warehouse", quiet=quiet,
                       probe=count_probe(url, "SELECT COUNT(*) FROM tickets", "tickets in the warehouse"))
         with stage.run():
-            result = ingest()
+            result = stage.call(ingest)
+        if result.get("skipped"):
+            raise SystemExit("Another ingest run holds the warehouse run lock; wait for it (or `make reset`).")
         t, r = result["tickets"], result["satisfaction_ratings"]
         stage.done(f"{t['fetched']:,} tickets ({t['inserted']:,} new, {t['updated']:,} updated, "
                    f"{t['quarantined']} quarantined) and {r['fetched']:,} CSAT ratings in {t['pages']} + "
@@ -302,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                       probe=count_probe(url, "SELECT COUNT(*) FROM ticket_predictions WHERE is_current",
                                         "tickets with a current prediction"))
         with stage.run():
-            trained = nightly_retrain()
+            trained = stage.call(nightly_retrain)
         if trained.get("skipped"):
             stage.done("skipped: another nightly-retrain holds the run lock")
         else:
@@ -324,13 +336,15 @@ def main(argv: list[str] | None = None) -> int:
                       quiet=quiet, probe=count_probe(url, "SELECT COUNT(*) FROM writeback_state "
                                                           "WHERE status = 'done'", "tickets tagged"))
         with stage.run():
-            hourly = hourly_pipeline(end=DEMO_DATA_END)
+            hourly = stage.call(hourly_pipeline, end=DEMO_DATA_END)
         if hourly.get("skipped"):
             stage.done("skipped: another hourly-pipeline holds the run lock")
         else:
-            spikes = hourly["spikes"]
-            stage.done(f"{hourly['scoring']['scored']:,} tickets scored, {hourly['push']['submitted']:,} pushed "
+            spikes, scored = hourly["spikes"], hourly["scoring"]
+            stage.done(f"{scored['scored']:,} tickets scored, {hourly['push']['submitted']:,} pushed "
                        f"and {hourly['poll']['done']:,} confirmed by the helpdesk")
+            stage.detail(f"not re-scored: {scored.get('already_current', 0):,} already scored by this model version "
+                         f"(the backfill), {scored.get('echoes', 0):,} write-back echoes")
             print_routed(url)
             if "error" in spikes:
                 stage.detail(f"spike detection FAILED: {spikes['error']}")
@@ -343,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
 
     stage = Stage(5, "csat-drivers over the month: what drives bad ratings", quiet=quiet)
     with stage.run():
-        report = csat_drivers(start=DEMO_START, end=DEMO_START + timedelta(days=31))
+        report = stage.call(csat_drivers, start=DEMO_START, end=DEMO_START + timedelta(days=31))
+    if report.get("skipped"):
+        raise SystemExit("Another csat-drivers run holds the warehouse run lock; wait for it and run again.")
     stage.done(f"{report['ratings']:,} ratings ({report['bad']} bad): {len(report['driver_lines'])} driver(s) at "
                f"FDR {settings.csat_fdr}")
     for line in report["driver_lines"][:5]:
