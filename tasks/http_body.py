@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zlib
 from typing import Any
 
@@ -87,8 +88,21 @@ def loads(content: bytes) -> Any:
         return _loads_iteratively(content)
 
 
+# A JSON string (skipped as is) or a bare NaN / Infinity / -Infinity token, which the stdlib parser accepts and
+# ijson does not: they become sentinel strings, turned back into floats while building.
+_NON_FINITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+_SENTINEL = "\x00ticketlens-non-finite:"
+_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
 def _loads_iteratively(content: bytes) -> Any:
     import ijson
+
+    text = content.decode("utf-8")
+    if "NaN" in text or "Infinity" in text:
+        text = _NON_FINITE.sub(lambda m: f'"\\u0000ticketlens-non-finite:{m.group(1)}"' if m.group(1)
+                               else m.group(0), text)
+        content = text.encode("utf-8", "surrogatepass")
 
     # The pure-Python backend: the C one refuses integers beyond 64 bits, which must reach the record screen.
     backend = ijson.get_backend("python")
@@ -126,6 +140,8 @@ def _loads_iteratively(content: bytes) -> Any:
                 put(stack.pop())
             elif event == "map_key":
                 keys.append(value)
+            elif isinstance(value, str) and value.startswith(_SENTINEL):
+                put(_FLOATS.get(value[len(_SENTINEL):], value))
             else:
                 put(value)
     except ijson.JSONError as exc:

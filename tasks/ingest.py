@@ -334,7 +334,7 @@ def _poison_rows(poisoned: Sequence[sanitize.Poisoned]) -> list[dict[str, Any]]:
 
 
 def _ids(ids) -> str:
-    ids = [i or "(no id)" for i in ids]
+    ids = [i if isinstance(i, str) and i else "(no id)" for i in ids]
     return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
 
 
@@ -428,7 +428,7 @@ def _log_judgement(stream: str, judged: JudgedPage) -> None:
         special = [c for c in checks if c.startswith("poison record") or " in the future" in c or "longer than" in c
                    or "32-bit" in c]
         if special:
-            logger.warning("%s record %s quarantined: %s.", stream, rid or "(no id)", "; ".join(special)[:500])
+            logger.warning("%s record %s quarantined: %s.", stream, _ids([rid]), "; ".join(special)[:500])
 
 
 @task(name="validate-ticket-page", cache_policy=NO_CACHE)
@@ -487,7 +487,9 @@ def load_page(
             quarantined = quarantine_rows(conn, stream, frame_to_rows(outcome.quarantined, [
                 "record_id", "payload", "payload_sha256", "failed_checks"]), run_id=run_id, at=now)
             save_stream_state(conn, stream, cursor=next_cursor, watermark=watermark, run_id=run_id)
-    except sa.exc.DBAPIError as exc:
+    except sa.exc.StatementError as exc:
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            raise  # a lost connection: tasks.warehouse.engine.warehouse_errors names the warehouse
         # The driver's message can quote a row's content (COPY ... line 1, column custom_fields: "..."); say
         # what failed without it.
         orig = exc.orig
