@@ -242,11 +242,8 @@ def load_dimensions(settings: Settings) -> FieldMap:
     loaded: dict[str, list[dict]] = {}
     with get_engine(settings.warehouse_url).begin() as conn:
         for kind, table in (("groups", groups), ("agents", agents), ("ticket_fields", ticket_fields)):
-            rows, rejected = normalize_dimension(kind, fetched[kind], now, text_limits(table))
-            upsert_replace(conn, table, rows)
-            loaded[kind] = rows
+            loaded[kind], rejected = store_dimension(conn, kind, table, fetched[kind], now)
             if rejected:
-                quarantine_rows(conn, kind, _poison_rows(rejected), run_id=None, at=now)
                 logger.warning("%d %s record(s) quarantined (ids %s): %s.", len(rejected), kind,
                                _ids(r.record_id for r in rejected), "; ".join(sorted({
                                    reason for r in rejected for reason in r.reasons}))[:500])
@@ -329,8 +326,20 @@ def not_after(settings: Settings, now: datetime | None = None) -> int:
 
 
 def _poison_rows(poisoned: Sequence[sanitize.Poisoned]) -> list[dict[str, Any]]:
+    """Quarantine rows, one per distinct payload (ON CONFLICT cannot touch one row twice in a statement)."""
+    unique = {p.payload_sha256: p for p in poisoned}
     return [{"record_id": p.record_id, "payload": p.payload, "payload_sha256": p.payload_sha256,
-             "failed_checks": [f"poison record: {r}" for r in p.reasons]} for p in poisoned]
+             "failed_checks": [f"poison record: {r}" for r in p.reasons]} for p in unique.values()]
+
+
+def store_dimension(conn, kind: str, table: sa.Table, records: Sequence[Any], now: datetime):
+    """Upsert a dimension's valid records and quarantine the rest (stream = ``kind``), in the caller's
+    transaction; returns (rows loaded, records rejected)."""
+    rows, rejected = normalize_dimension(kind, records, now, text_limits(table))
+    upsert_replace(conn, table, rows)
+    if rejected:
+        quarantine_rows(conn, kind, _poison_rows(rejected), run_id=None, at=now)
+    return rows, rejected
 
 
 def _ids(ids) -> str:

@@ -100,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         q = {k: v[0] for k, v in parse_qs(parts.query).items()}
         s = self.script
@@ -148,7 +148,7 @@ class HostileHandle:
     base_url: str
     script: Script
     email: str = "demo@example.com"
-    api_token: str = "demo-token"  # noqa: S105 - a test credential
+    api_token: str = "demo-token"
     oauth_token: str = ""
 
 
