@@ -59,7 +59,8 @@ def read_capped(response: httpx.Response, max_bytes: int) -> httpx.Response:
             data = raw
             while data:
                 try:
-                    add(inflater.decompress(data, max(1, max_bytes + 1 - len(out))))
+                    # At most 1 MiB per call: memory stays near the cap, not twice it.
+                    add(inflater.decompress(data, min(2**20, max(1, max_bytes + 1 - len(out)))))
                 except zlib.error as exc:
                     raise httpx.DecodingError(f"{encoding} body could not be decoded: {exc}") from None
                 data = inflater.unconsumed_tail
