@@ -24,6 +24,7 @@ from tasks.ingest import (
     fetch_ticket_page,
     load_dimensions,
     load_page,
+    not_after,
     page_budget,
     prepare_warehouse,
     read_stream_state,
@@ -80,7 +81,7 @@ def _ingest(settings: Settings, start_time, max_pages, run_id) -> dict[str, dict
 
 def ingest_tickets(settings: Settings, field_map, start_time, max_pages, run_id) -> StreamSummary:
     summary = StreamSummary(TICKET_STREAM)
-    state = read_stream_state(settings.warehouse_url, TICKET_STREAM)
+    state = read_stream_state(settings.warehouse_url, TICKET_STREAM, not_after(settings))
     position = resume_position(state, start_time, settings.ingest_initial_start_time)
     fallback = state.watermark if state else None
     budget = page_budget(settings, max_pages)
@@ -112,7 +113,7 @@ def ingest_tickets(settings: Settings, field_map, start_time, max_pages, run_id)
 
 def ingest_ratings(settings: Settings, start_time, max_pages, run_id) -> StreamSummary:
     summary = StreamSummary(RATING_STREAM)
-    state = read_stream_state(settings.warehouse_url, RATING_STREAM)
+    state = read_stream_state(settings.warehouse_url, RATING_STREAM, not_after(settings))
     position = resume_position(state, start_time, settings.ingest_initial_start_time)
     budget = page_budget(settings, max_pages)
     seen = {position.cursor} if position.cursor else set()

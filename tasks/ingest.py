@@ -41,7 +41,7 @@ from tasks.warehouse.load import (
     upsert_replace,
     upsert_versioned,
 )
-from tasks.warehouse.schema import agents, csat_ratings, groups, ticket_fields, tickets
+from tasks.warehouse.schema import agents, csat_ratings, extraction_state, groups, ticket_fields, tickets
 
 TICKET_STREAM = "tickets"
 RATING_STREAM = "satisfaction_ratings"
@@ -223,9 +223,25 @@ def check_warehouse(warehouse_url: str) -> None:
 
 
 @task(name="read-stream-state", cache_policy=NO_CACHE)
-def read_stream_state(warehouse_url: str, stream: str) -> StreamState | None:
-    with get_engine(warehouse_url).connect() as conn:
-        return get_stream_state(conn, stream)
+def read_stream_state(warehouse_url: str, stream: str, latest: int | None = None) -> StreamState | None:
+    """The stream's stored cursor and watermark. A watermark later than ``latest`` (the run's clock plus the
+    tolerance) was poisoned by a far-future record before such records were quarantined: it is brought back to
+    the newest loaded row that is not in the future, with a warning, so later rows are not skipped forever."""
+    with get_engine(warehouse_url).begin() as conn:
+        state = get_stream_state(conn, stream)
+        if state is None or latest is None or state.watermark is None or state.watermark <= latest:
+            return state
+        col = tickets.c.generated_timestamp if stream == TICKET_STREAM else csat_ratings.c.updated_at
+        top = conn.execute(sa.select(sa.func.max(col)).where(
+            col <= (latest if stream == TICKET_STREAM else datetime.fromtimestamp(latest, UTC)))).scalar()
+        repaired = _unix(top)
+        conn.execute(sa.update(extraction_state).where(extraction_state.c.stream == stream)
+                     .values(watermark=repaired))
+    get_run_logger().warning(
+        "The stored %s watermark %s is in the future (a far-future record moved it before such records were "
+        "quarantined); reset to the newest loaded row, %s.", stream, _iso(min(state.watermark, 253402300799)),
+        _iso(repaired) if repaired is not None else "none (the stream restarts from its cursor or initial time)")
+    return StreamState(**{**vars(state), "watermark": repaired})
 
 
 @task(name="load-dimensions", cache_policy=NO_CACHE)

@@ -211,3 +211,21 @@ def test_a_gzip_bomb_fails_clearly_without_loading_or_keeping_the_lock(hostile, 
     script.tickets["start"] = Page([ticket(1, T0)], next="x", end=True)
     ingest()
     assert loaded_ids(warehouse_url) == {1}
+
+
+def test_a_watermark_poisoned_by_an_older_version_is_repaired(hostile, warehouse_url):
+    """A ratings watermark left in 2999 by a version that did not quarantine far-future rows: the next run
+    resets it to the newest loaded rating (with a warning) and newer ratings load again."""
+    from flows.ingest import ingest
+
+    script = Script(tickets={"start": Page([ticket(1, T0)], next="x", end=True)},
+                    rating_feed=[(T0 + 5, rating(21, T0 + 5))])
+    hostile(script)
+    ingest()
+    with get_engine(warehouse_url).begin() as conn:
+        conn.execute(sa.update(extraction_state).where(extraction_state.c.stream == "satisfaction_ratings")
+                     .values(watermark=FUTURE))
+    script.rating_feed.append((T0 + 30, rating(22, T0 + 30)))
+    ingest()
+    assert loaded_ids(warehouse_url, csat_ratings) == {21, 22}
+    assert state(warehouse_url)["satisfaction_ratings"][1] == T0 + 30
