@@ -141,7 +141,7 @@ def ingest_ratings(settings: Settings, start_time, max_pages, run_id) -> StreamS
 
 
 def _short(cursor: str | None) -> str:
-    """A cursor for a message: enough to recognise it, never a whole URL with its query string."""
+    """A cursor for a message: enough to recognise it (at most 80 characters)."""
     text = repr(cursor)
     return text if len(text) <= 80 else text[:77] + "...'"
 
