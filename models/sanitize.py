@@ -191,9 +191,8 @@ def record_reasons(rec: Any) -> list[str]:
         return [f"record is not a JSON object (got {kind})"]
     reasons = json_problems(rec)
     rid = rec.get("id")
-    if (rid is not None and not isinstance(rid, (int, str))) or isinstance(rid, bool):
-        kind = {dict: "an object", list: "a list", bool: "a boolean", float: "a number"}.get(type(rid), "not an id")
-        reasons.append(f"id is {kind}, not an integer")
+    if isinstance(rid, (Mapping, list)):  # other wrong types are type errors of the normal path
+        reasons.append(f"id is {'an object' if isinstance(rid, Mapping) else 'a list'}, not an integer")
     return reasons
 
 
