@@ -449,11 +449,16 @@ def _log_judgement(stream: str, judged: JudgedPage) -> None:
     if not judged.poisoned and not judged.future:
         return
     logger = get_run_logger()
+    logged = 0
     for checks, rid in zip(judged.quarantined["failed_checks"], judged.quarantined["record_id"], strict=True):
         special = [c for c in checks if c.startswith("poison record") or " in the future" in c or "longer than" in c
                    or "32-bit" in c]
-        if special:
+        if special and logged < 20:  # one line per record, up to 20 a page; the quarantine table has them all
             logger.warning("%s record %s quarantined: %s.", stream, _ids([rid]), "; ".join(special)[:500])
+            logged += 1
+    if judged.poisoned + judged.future > logged:
+        logger.warning("%d more %s record(s) quarantined on this page; see the quarantine table.",
+                       judged.poisoned + judged.future - logged, stream)
 
 
 @task(name="validate-ticket-page", cache_policy=NO_CACHE)
