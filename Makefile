@@ -7,7 +7,7 @@ export DO_NOT_TRACK ?= 1
 # No internet here: a Prefect server that tries to send telemetry logs an ERROR line on every start.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test lint unit bench bench-accuracy fault-suite sim up down status deploy clean reset
+.PHONY: install demo test lint unit bench bench-accuracy fuzz fault-suite sim up down status deploy clean reset
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
@@ -31,6 +31,7 @@ bench: install
 	$(UV) run python -m bench.backfill_bench
 	$(UV) run python -m bench.spike_bench
 	$(UV) run python -m bench.csat_bench
+	$(UV) run python -m bench.response_cap_bench
 
 ## Kill -9 fault suite: ingest, scoring, write-back and backfill SIGKILLed at seeded random moments, rerun, compared
 ## with the source (FAULT_TRIALS per step on SQLite, FAULT_PG_TRIALS on PostgreSQL when reachable).
@@ -40,6 +41,9 @@ fault-suite: install
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(UV) run python -c "import sys; from bench.fault_suite import main; sys.exit(main(sys.argv[1:]))" --trials $(FAULT_TRIALS) --pg-trials $(FAULT_PG_TRIALS)
 
 ## Classifier accuracy on the real BANKING77 dataset (../shared/data/banking77).
+fuzz: install
+	TICKETLENS_FUZZ_EXAMPLES=200 $(UV) run pytest tests/test_ingest_fuzz.py -p no:cacheprovider
+
 bench-accuracy: install
 	$(UV) run python -m bench.accuracy_bench
 

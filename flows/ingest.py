@@ -18,13 +18,15 @@ from models.windows import as_utc
 from tasks.ingest import (
     RATING_STREAM,
     TICKET_STREAM,
+    PaginationLoopError,
     Position,
     StreamSummary,
     fetch_rating_page,
     fetch_ticket_page,
     load_dimensions,
     load_page,
-    max_unix,
+    not_after,
+    page_budget,
     prepare_warehouse,
     read_stream_state,
     resume_position,
@@ -44,7 +46,11 @@ def ingest(start_time: datetime | None = None, max_pages: int | None = None) -> 
     Args:
         start_time: re-extract from this UTC time instead of the stored cursor (the first run of a fresh
             warehouse starts at TICKETLENS_INGEST_INITIAL_START_TIME).
-        max_pages: stop each stream after this many pages (the next run continues from there).
+        max_pages: stop each stream after this many pages (the next run continues from there); never more
+            than TICKETLENS_INGEST_MAX_PAGES_PER_RUN.
+
+    A stream whose next cursor (or ``links.next``) repeats one already read in this run stops after committing
+    the page that repeated it; the other stream still runs, then the run fails naming the stream and cursor.
     """
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
@@ -66,18 +72,27 @@ def _ingest(settings: Settings, start_time, max_pages, run_id) -> dict[str, dict
         ingest_ratings(settings, start_time, max_pages, run_id),
     ]
     publish_summary(summaries, settings)
+    loops = [s for s in summaries if s.stopped and s.stopped.startswith("repeated")]
+    if loops:
+        raise PaginationLoopError(
+            "; ".join(f"The {s.stream} stream {s.stopped}" for s in loops)
+            + ". The helpdesk is paginating in a circle; what was read is committed and the run lock released. "
+            "Check the helpdesk (TICKETLENS_HELPDESK_BASE_URL) before the next run, which resumes from that cursor."
+        )
     return {s.stream: {k: v for k, v in vars(s).items() if k != "checks"} for s in summaries}
 
 
 def ingest_tickets(settings: Settings, field_map, start_time, max_pages, run_id) -> StreamSummary:
     summary = StreamSummary(TICKET_STREAM)
-    state = read_stream_state(settings.warehouse_url, TICKET_STREAM)
+    state = read_stream_state(settings.warehouse_url, TICKET_STREAM, not_after(settings))
     position = resume_position(state, start_time, settings.ingest_initial_start_time)
     fallback = state.watermark if state else None
-    while max_pages is None or summary.pages < max_pages:
+    budget = page_budget(settings, max_pages)
+    seen = {position.cursor} if position.cursor else set()
+    while summary.pages < budget:
         page = fetch_ticket_page(settings, position, fallback)
         outcome = validate_ticket_page(settings, page, field_map)
-        watermark = max_unix(page.tickets, "generated_timestamp")
+        watermark = outcome.watermark  # loaded rows only, never past this run's clock + tolerance
         counts, quarantined = load_page(
             settings.warehouse_url, TICKET_STREAM, page.tickets, outcome,
             # An empty last page may carry no cursor: keep the one we have rather than forget it.
@@ -87,36 +102,57 @@ def ingest_tickets(settings: Settings, field_map, start_time, max_pages, run_id)
         if page.end_of_stream:
             summary.end_of_stream = True
             break
+        if page.after_cursor in seen:
+            summary.stopped = f"repeated after_cursor {_short(page.after_cursor)} (end_of_stream false)"
+            break
+        seen.add(page.after_cursor)
         position = Position(cursor=page.after_cursor)
         if watermark is not None:
             fallback = max(fallback or 0, watermark)
+    else:
+        summary.stopped = f"page budget of {budget} reached"
     return summary
 
 
 def ingest_ratings(settings: Settings, start_time, max_pages, run_id) -> StreamSummary:
     summary = StreamSummary(RATING_STREAM)
-    state = read_stream_state(settings.warehouse_url, RATING_STREAM)
+    state = read_stream_state(settings.warehouse_url, RATING_STREAM, not_after(settings))
     position = resume_position(state, start_time, settings.ingest_initial_start_time)
-    while max_pages is None or summary.pages < max_pages:
+    budget = page_budget(settings, max_pages)
+    seen = {position.cursor} if position.cursor else set()
+    while summary.pages < budget:
         page = fetch_rating_page(settings, position)
         outcome = validate_rating_page(settings, page)
         # Mid-stream we keep links.next; at the end we clear it and restart next time from the watermark.
         next_cursor = page.next_url if page.has_more else None
         counts, quarantined = load_page(
             settings.warehouse_url, RATING_STREAM, page.ratings, outcome,
-            next_cursor=next_cursor, watermark=max_unix(page.ratings, "updated_at"), run_id=run_id,
+            next_cursor=next_cursor, watermark=outcome.watermark, run_id=run_id,
         )
         summary.add(len(page.ratings), counts, quarantined, outcome.checks)
         if not page.has_more:
             summary.end_of_stream = True
             break
+        if page.next_url in seen:
+            summary.stopped = f"repeated links.next {_short(page.next_url)} (a page already read in this run)"
+            break
+        seen.add(page.next_url)
         position = Position(cursor=page.next_url)
+    else:
+        summary.stopped = f"page budget of {budget} reached"
     return summary
+
+
+def _short(cursor: str | None) -> str:
+    """A cursor for a message: enough to recognise it (at most 80 characters)."""
+    text = repr(cursor)
+    return text if len(text) <= 80 else text[:77] + "...'"
 
 
 def publish_summary(summaries: list[StreamSummary], settings: Settings) -> None:
     """A table artifact of counts per stream, one of validation results, and a short markdown note."""
-    columns = ("stream", "pages", "fetched", "inserted", "updated", "unchanged", "quarantined", "end_of_stream")
+    columns = ("stream", "pages", "fetched", "inserted", "updated", "unchanged", "quarantined", "end_of_stream",
+               "stopped")
     create_table_artifact(
         key="ingest-summary",
         table=[{c: getattr(s, c) for c in columns} for s in summaries],
@@ -135,7 +171,7 @@ def publish_summary(summaries: list[StreamSummary], settings: Settings) -> None:
         lines.append(
             f"- **{s.stream}**: {s.fetched} fetched in {s.pages} pages → {s.inserted} new, {s.updated} updated, "
             f"{s.unchanged} unchanged, {s.quarantined} quarantined"
-            + ("" if s.end_of_stream else " (stopped at max_pages; the next run continues)")
+            + ("" if s.end_of_stream else f" (stopped: {s.stopped or 'max_pages'}; the next run continues)")
         )
     if any(s.quarantined for s in summaries):
         lines += ["", "Quarantined rows keep their payload and failed checks in the `quarantine` table."]

@@ -9,6 +9,7 @@ wrong type (coerced to null here, judged by the validation suite, never silently
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 
 import orjson
 import pandas as pd
+
+from models import sanitize
 
 # Control characters (except tab, newline, carriage return) break terminals, CSV exports and some drivers
 # (PostgreSQL rejects NUL in text); they carry no meaning in a ticket, so they are stripped.
@@ -64,12 +67,16 @@ def field_map_from_ticket_fields(
 
 
 def canonical_json(record: Any) -> str:
-    """Stable JSON text of a record (sorted keys), so identical payloads hash identically."""
-    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
+    """Stable JSON text of a record (sorted keys), so identical payloads hash identically; never raises
+    (poison values fall back to an escaped form, see ``models.sanitize.canonical_json``)."""
+    try:
+        return orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
+    except (orjson.JSONEncodeError, TypeError, RecursionError):
+        return sanitize.canonical_json(record)
 
 
 def payload_sha256(record: Any) -> str:
-    return hashlib.sha256(canonical_json(record).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(record).encode("utf-8", "backslashreplace")).hexdigest()
 
 
 def clean_text(value: Any) -> str | None:
@@ -86,26 +93,40 @@ def _as_int(value: Any) -> tuple[int | None, bool]:
         return None, True
     if isinstance(value, bool):
         return None, False
-    if isinstance(value, int):
+    if isinstance(value, float) and value.is_integer():  # is_integer() is False for NaN and Infinity
+        value = int(value)
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):  # ASCII digits only: not "--5", not "²"
+        value = int(value.strip())
+    if isinstance(value, int) and sanitize.INT64_MIN <= value <= sanitize.INT64_MAX:
         return value, True
-    if isinstance(value, float) and value.is_integer():
-        return int(value), True
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip()), True
     return None, False
 
 
+# Optional sign, then 1-19 ASCII digits: what int() accepts and a BIGINT column can hold (range checked after).
+_INTEGER = re.compile(r"[+-]?[0-9]{1,19}", re.ASCII)
+# ISO 8601 date or date-time (what Zendesk sends; unix seconds come as JSON numbers); never "now", "today" or
+# prose, which pandas would turn into the ingest time.
+_ISO_8601 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,9})?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?",
+    re.ASCII | re.IGNORECASE,
+)
+
+
 def _as_timestamp(value: Any) -> tuple[pd.Timestamp | None, bool]:
-    """ISO-8601 string or unix seconds → UTC Timestamp. Unparseable → (None, False)."""
+    """ISO-8601 string or unix seconds (a JSON number) → UTC Timestamp. Anything else → (None, False)."""
     if value is None or value == "":
         return None, True
     try:
         if isinstance(value, bool):
             return None, False
         if isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                return None, False
             ts = pd.Timestamp(int(value), unit="s", tz="UTC")
         elif isinstance(value, str):
-            ts = pd.Timestamp(value)
+            if not _ISO_8601.fullmatch(value.strip()):
+                return None, False
+            ts = pd.Timestamp(value.strip())
             ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
         else:
             return None, False
@@ -124,10 +145,11 @@ def _as_text(value: Any) -> tuple[str | None, bool]:
     return clean_text(value), True
 
 
-def _as_list(value: Any) -> tuple[list | None, bool]:
+def _as_list(value: Any, name: str | None = None) -> tuple[list | None, bool]:
+    """A JSON list field; with ``name``, its items are type-checked too (``tags`` must be strings, ...)."""
     if value is None:
         return [], True
-    if isinstance(value, list):
+    if isinstance(value, list) and not (name and sanitize.list_item_errors(name, value)):
         return value, True
     return None, False
 
@@ -190,7 +212,7 @@ def normalize_tickets(
     """
     metrics: dict[Any, Mapping[str, Any]] = {}
     for m in metric_sets or ():
-        if isinstance(m, Mapping) and m.get("ticket_id") is not None:
+        if isinstance(m, Mapping) and isinstance(m.get("ticket_id"), int | str):  # hashable ids only
             metrics[m["ticket_id"]] = m
     kept, payloads, hashes = _dedupe_exact(records)
     present: set[str] = set()
@@ -216,23 +238,24 @@ def normalize_tickets(
         put("generated_timestamp", _as_int(rec.get("generated_timestamp")))
         for name in ("subject", "description", "status", "priority", "type"):
             put(name, _as_text(rec.get(name)))
-        put("tags", _as_list(rec.get("tags")))
+        put("tags", _as_list(rec.get("tags"), "tags"))
         via = rec.get("via")
         put("channel", _as_text(via.get("channel")) if isinstance(via, Mapping) else (None, via is None))
         for name in TICKET_ID_FIELDS:
             put(name, _as_int(rec.get(name)))
-        put("custom_fields", _as_list(rec.get("custom_fields")))
+        put("custom_fields", _as_list(rec.get("custom_fields"), "custom_fields"))
         custom = row["custom_fields"]
         row["contact_reason"] = clean_text(_custom_value(custom, field_map.contact_reason_field_id))
         row["confirmed_category"] = clean_text(_custom_value(custom, field_map.confirmed_category_field_id))
-        m = metrics.get(rec.get("id"), {})
+        rid = rec.get("id")
+        m = metrics.get(rid, {}) if isinstance(rid, int | str) else {}
         put("solved_at", _as_timestamp(m.get("solved_at")))
         put("first_reply_minutes", _as_int(_calendar_minutes(m.get("reply_time_in_minutes"))))
         put("full_resolution_minutes", _as_int(_calendar_minutes(m.get("full_resolution_time_in_minutes"))))
         put("reopens", _as_int(m.get("reopens")))
         row["is_deleted"] = row["status"] == "deleted"
         row["deleted_at"] = row["updated_at"] if row["is_deleted"] else None
-        row["_record_id"] = None if rec.get("id") is None else str(rec.get("id"))
+        row["_record_id"] = sanitize.record_label(rec.get("id"))
         row["_type_errors"] = ",".join(errors) or None
         rows.append(row)
     frame = _frame(rows, TICKET_COLUMNS, present, TICKET_REQUIRED)
@@ -264,7 +287,7 @@ def normalize_ratings(records: Sequence[Any]) -> pd.DataFrame:
             row[name] = value
             if not ok:
                 errors.append(name)
-        row["_record_id"] = None if rec.get("id") is None else str(rec.get("id"))
+        row["_record_id"] = sanitize.record_label(rec.get("id"))
         row["_type_errors"] = ",".join(errors) or None
         rows.append(row)
     frame = _frame(rows, RATING_COLUMNS, present, RATING_REQUIRED)

@@ -15,7 +15,6 @@ Why it looks like this:
 from __future__ import annotations
 
 import base64
-import json as json_module
 import logging
 import math
 import random
@@ -31,6 +30,8 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from tasks import http_body
 
 log = logging.getLogger("ticketlens.helpdesk")
 
@@ -66,6 +67,10 @@ class CursorRejectedError(HelpdeskError):
 
 class MalformedPageError(HelpdeskError):
     """The body was not the JSON shape the contract promises (truncated, HTML error page, missing key)."""
+
+
+class ResponseTooLargeError(HelpdeskError):
+    """A response body passed TICKETLENS_HELPDESK_MAX_RESPONSE_MB once decompressed; not retried."""
 
 
 class HelpdeskUnavailableError(HelpdeskError):
@@ -227,6 +232,7 @@ class HelpdeskClient:
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
         max_retry_after: float = 600.0,
+        max_response_bytes: int = 64 * 2**20,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -242,6 +248,7 @@ class HelpdeskClient:
         self._auth_header = self._authorization(email, api_token, oauth_token)
         self.max_retries = max(0, int(max_retries))
         self.backoff_base, self.backoff_max, self.max_retry_after = backoff_base, backoff_max, max_retry_after
+        self.max_response_bytes = int(max_response_bytes)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._limiter = TokenBucket(requests_per_minute, clock=clock, sleep=sleep)
@@ -267,6 +274,7 @@ class HelpdeskClient:
             "backoff_base": settings.helpdesk_backoff_base_seconds,
             "backoff_max": settings.helpdesk_backoff_max_seconds,
             "max_retry_after": settings.helpdesk_max_retry_after_seconds,
+            "max_response_bytes": int(settings.helpdesk_max_response_mb * 2**20),
             **overrides,
         }
         return cls(base_url, **kwargs)
@@ -337,10 +345,23 @@ class HelpdeskClient:
                 self._export_limiter.acquire()
             self._limiter.acquire()
             try:
-                response = self._http.request(
+                # Streamed, so the body is read under a size cap (see tasks/http_body.py) instead of whole.
+                streamed = self._http.send(self._http.build_request(
                     method, url, params=params, json=json,
                     headers={"Authorization": self._auth_header.get_secret_value()},
-                )
+                ), stream=True)
+                try:
+                    response = http_body.read_capped(streamed, self.max_response_bytes)
+                finally:
+                    streamed.close()
+            except http_body.ResponseTooLargeError as exc:
+                raise ResponseTooLargeError(
+                    f"{method} {path}: the helpdesk sent a body larger than TICKETLENS_HELPDESK_MAX_RESPONSE_MB="
+                    f"{self.max_response_bytes / 2**20:g} MiB after decompression ({exc.wire_bytes} bytes read on "
+                    f"the wire when reading stopped). A page that large is a broken helpdesk or proxy; nothing from "
+                    f"it was loaded and the cursor did not move. Lower TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE, or raise "
+                    f"the cap if the pages are genuinely that large."
+                ) from None
             except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never sent: safe to repeat, even a write
                 raise _Retryable(f"timeout ({type(exc).__name__})") from None
             except httpx.ConnectError as exc:
@@ -450,7 +471,7 @@ class HelpdeskClient:
                 f"in TICKETLENS_WRITEBACK_CUSTOM_FIELDS are custom ticket fields of this helpdesk."
             )
         try:
-            body = response.json()
+            body = http_body.loads(response.content)  # json.loads, but survives nesting too deep for it
         except UnicodeDecodeError:
             # Bytes that are not UTF-8 inside an otherwise complete page (a broken mail gateway): keep the
             # page, replace the bad bytes with U+FFFD and say so, rather than fail the stream on every retry.
@@ -458,7 +479,7 @@ class HelpdeskClient:
             log.warning("Helpdesk page %s held %d invalid UTF-8 sequence(s); replaced with U+FFFD.",
                         path, text.count("\ufffd"))
             try:
-                body = json_module.loads(text)
+                body = http_body.loads(text.encode())
             except ValueError:
                 raise _Retryable("body is not valid JSON (and not valid UTF-8)", status=status,
                                  malformed=True) from None

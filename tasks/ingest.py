@@ -18,13 +18,14 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from models import sanitize
+from models.dimensions import normalize_dimension
 from models.records import (
     FieldMap,
     canonical_json,
     field_map_from_ticket_fields,
     normalize_ratings,
     normalize_tickets,
-    payload_sha256,
     text_anomalies,
 )
 from models.windows import as_utc
@@ -41,7 +42,7 @@ from tasks.warehouse.load import (
     upsert_replace,
     upsert_versioned,
 )
-from tasks.warehouse.schema import agents, csat_ratings, groups, ticket_fields, tickets
+from tasks.warehouse.schema import agents, csat_ratings, extraction_state, groups, ticket_fields, tickets
 
 TICKET_STREAM = "tickets"
 RATING_STREAM = "satisfaction_ratings"
@@ -80,6 +81,16 @@ class Position:
 
     def describe(self) -> str:
         return "cursor" if self.cursor else f"start_time={self.start_time}"
+
+
+class PaginationLoopError(RuntimeError):
+    """The helpdesk handed back a cursor or next link already read in this run: it would page forever."""
+
+
+def page_budget(settings: Settings, max_pages: int | None) -> int:
+    """Pages one stream may read in one run: the ``max_pages`` parameter, never above the configured budget."""
+    budget = settings.ingest_max_pages_per_run
+    return budget if max_pages is None else max(0, min(int(max_pages), budget))
 
 
 def resume_position(state: StreamState | None, explicit_start: datetime | None, initial: datetime) -> Position:
@@ -128,43 +139,10 @@ def _parse_ts(value: Any) -> datetime | None:
         return None
 
 
-def max_unix(records: Sequence[Mapping[str, Any]], field_name: str) -> int | None:
-    """Largest unix-seconds value of a field (ints or ISO strings), ignoring unparseable values."""
-    best: int | None = None
-    for rec in records:
-        value = rec.get(field_name)
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, (int, float)):
-            ts = int(value)
-        else:
-            parsed = _parse_ts(value)
-            if parsed is None:
-                continue
-            ts = int(parsed.timestamp())
-        best = ts if best is None or ts > best else best
-    return best
-
-
 def dimension_rows(kind: str, records: Sequence[Mapping[str, Any]], extracted_at: datetime) -> list[dict]:
-    """Zendesk group / user / ticket_field JSON → warehouse rows."""
-    rows = []
-    for rec in records:
-        if kind == "groups":
-            row = {"id": rec["id"], "name": rec.get("name"), "description": rec.get("description"),
-                   "is_deleted": bool(rec.get("deleted", False))}
-        elif kind == "agents":
-            row = {"id": rec["id"], "name": rec.get("name"), "email": rec.get("email"), "role": rec.get("role"),
-                   "default_group_id": rec.get("default_group_id"), "active": rec.get("active")}
-        else:
-            row = {"id": rec["id"], "title": rec.get("title") or "", "type": rec.get("type"),
-                   "active": rec.get("active"), "options": rec.get("custom_field_options")}
-        if kind != "ticket_fields":
-            row["created_at"] = _parse_ts(rec.get("created_at"))
-        row["updated_at"] = _parse_ts(rec.get("updated_at"))
-        row["extracted_at"] = extracted_at
-        rows.append(row)
-    return rows
+    """Zendesk group / user / ticket_field JSON → warehouse rows (records that fail the checks are left out;
+    ``load_dimensions`` quarantines them, see ``models.dimensions``)."""
+    return normalize_dimension(kind, records, extracted_at)[0]
 
 
 @dataclass
@@ -180,6 +158,7 @@ class StreamSummary:
     quarantined: int = 0
     checks: dict[str, int] = field(default_factory=dict)
     end_of_stream: bool = False
+    stopped: str | None = None  # why the stream stopped before its end (page budget, repeated cursor)
 
     def add(self, fetched: int, counts: UpsertCounts, quarantined: int, checks: Sequence[Mapping[str, Any]]):
         self.pages += 1
@@ -244,9 +223,25 @@ def check_warehouse(warehouse_url: str) -> None:
 
 
 @task(name="read-stream-state", cache_policy=NO_CACHE)
-def read_stream_state(warehouse_url: str, stream: str) -> StreamState | None:
-    with get_engine(warehouse_url).connect() as conn:
-        return get_stream_state(conn, stream)
+def read_stream_state(warehouse_url: str, stream: str, latest: int | None = None) -> StreamState | None:
+    """The stream's stored cursor and watermark. A watermark later than ``latest`` (the run's clock plus the
+    tolerance) was poisoned by a far-future record before such records were quarantined: it is brought back to
+    the newest loaded row that is not in the future, with a warning, so later rows are not skipped forever."""
+    with get_engine(warehouse_url).begin() as conn:
+        state = get_stream_state(conn, stream)
+        if state is None or latest is None or state.watermark is None or state.watermark <= latest:
+            return state
+        col = tickets.c.generated_timestamp if stream == TICKET_STREAM else csat_ratings.c.updated_at
+        top = conn.execute(sa.select(sa.func.max(col)).where(
+            col <= (latest if stream == TICKET_STREAM else datetime.fromtimestamp(latest, UTC)))).scalar()
+        repaired = _unix(top)
+        conn.execute(sa.update(extraction_state).where(extraction_state.c.stream == stream)
+                     .values(watermark=repaired))
+    get_run_logger().warning(
+        "The stored %s watermark %s is in the future (a far-future record moved it before such records were "
+        "quarantined); reset to the newest loaded row, %s.", stream, _iso(min(state.watermark, 253402300799)),
+        _iso(repaired) if repaired is not None else "none (the stream restarts from its cursor or initial time)")
+    return StreamState(**{**vars(state), "watermark": repaired})
 
 
 @task(name="load-dimensions", cache_policy=NO_CACHE)
@@ -259,13 +254,18 @@ def load_dimensions(settings: Settings) -> FieldMap:
         "agents": client.list_agents(),
         "ticket_fields": client.list_ticket_fields(),
     }
+    logger = get_run_logger()
+    loaded: dict[str, list[dict]] = {}
     with get_engine(settings.warehouse_url).begin() as conn:
         for kind, table in (("groups", groups), ("agents", agents), ("ticket_fields", ticket_fields)):
-            upsert_replace(conn, table, dimension_rows(kind, fetched[kind], now))
+            loaded[kind], rejected = store_dimension(conn, kind, table, fetched[kind], now)
+            if rejected:
+                logger.warning("%d %s record(s) quarantined (ids %s): %s.", len(rejected), kind,
+                               _ids(r.record_id for r in rejected), "; ".join(sorted({
+                                   reason for r in rejected for reason in r.reasons}))[:500])
     field_map = field_map_from_ticket_fields(
-        fetched["ticket_fields"], settings.contact_reason_field_title, settings.confirmed_category_field_title
+        loaded["ticket_fields"], settings.contact_reason_field_title, settings.confirmed_category_field_title
     )
-    logger = get_run_logger()
     logger.info(
         "Dimensions: %d groups, %d agents, %d ticket fields", *(len(v) for v in fetched.values())
     )
@@ -307,28 +307,182 @@ def fetch_rating_page(settings: Settings, position: Position) -> RatingPage:
     return next(iter(pages))
 
 
-@task(name="validate-ticket-page", cache_policy=NO_CACHE)
-def validate_ticket_page(settings: Settings, page: TicketPage, field_map: FieldMap):
-    """Normalize to warehouse shape and run the GX suite; raises on schema drift or too many bad rows."""
-    from tasks.validation import validate_batch
+@dataclass
+class JudgedPage:
+    """A page split into rows to load and rows to quarantine, and the watermark the loaded rows allow.
 
-    log_text_anomalies(page.tickets, settings.max_text_chars)
-    frame = normalize_tickets(page.tickets, page.metric_sets, field_map)
-    return validate_batch(
-        TICKET_STREAM, frame, max_failure_share=settings.validation_max_failure_share,
-        max_text_chars=settings.max_text_chars,
+    Quacks like ``tasks.validation.ValidationOutcome`` (``valid``, ``quarantined``, ``checks``, ``rows``).
+    """
+
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame
+    checks: list[dict[str, Any]]
+    rows: int
+    watermark: int | None
+    poisoned: int = 0
+    future: int = 0
+
+
+def text_limits(table: sa.Table) -> dict[str, int]:
+    """Column → longest text it holds (``String(n)`` columns), so an over-long value is quarantined, not a
+    PostgreSQL error on the whole page (SQLite would store it; both backends judge alike)."""
+    return {c.name: c.type.length for c in table.columns
+            if isinstance(c.type, sa.String) and getattr(c.type, "length", None)}
+
+
+def _int_limits(table: sa.Table) -> dict[str, int]:
+    """Column → largest value (32-bit ``Integer`` columns; BIGINT ranges are checked at normalization)."""
+    return {c.name: 2**31 - 1 for c in table.columns
+            if isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.BigInteger)}
+
+
+def not_after(settings: Settings, now: datetime | None = None) -> int:
+    """The latest timestamp a row may carry: this run's clock plus TICKETLENS_INGEST_FUTURE_TOLERANCE_SECONDS."""
+    return int((now or datetime.now(UTC)).timestamp()) + settings.ingest_future_tolerance_seconds
+
+
+def _poison_rows(poisoned: Sequence[sanitize.Poisoned]) -> list[dict[str, Any]]:
+    """Quarantine rows, one per distinct payload (ON CONFLICT cannot touch one row twice in a statement)."""
+    unique = {p.payload_sha256: p for p in poisoned}
+    return [{"record_id": p.record_id, "payload": p.payload, "payload_sha256": p.payload_sha256,
+             "failed_checks": [f"poison record: {r}" for r in p.reasons]} for p in unique.values()]
+
+
+def store_dimension(conn, kind: str, table: sa.Table, records: Sequence[Any], now: datetime):
+    """Upsert a dimension's valid records and quarantine the rest (stream = ``kind``), in the caller's
+    transaction; returns (rows loaded, records rejected)."""
+    rows, rejected = normalize_dimension(kind, records, now, text_limits(table))
+    upsert_replace(conn, table, rows)
+    if rejected:
+        quarantine_rows(conn, kind, _poison_rows(rejected), run_id=None, at=now)
+    return rows, rejected
+
+
+def _ids(ids) -> str:
+    ids = [i if isinstance(i, str) and i else "(no id)" for i in ids]
+    return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+
+
+def _unix(value: Any) -> int | None:
+    if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp | datetime):
+        return int(value.timestamp())
+    return int(value)
+
+
+def _iso(unix: int) -> str:
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def judge_page(
+    stream: str, records: Sequence[Any], metric_sets: Sequence[Any] | None, *, field_map: FieldMap | None,
+    max_failure_share: float, max_text_chars: int, latest: int, tolerance: int,
+) -> JudgedPage:
+    """Screen poison records, normalize, run the GX suite, hold back far-future and over-long rows; compute the
+    watermark over the rows that will load only, never past ``latest``.
+
+    Raises only the documented page-level errors (schema drift, too large a share of bad rows), before anything
+    is written.
+    """
+    from tasks.validation import ValidationFailedError, validate_batch
+
+    screened = sanitize.screen_records(records, metric_sets if stream == TICKET_STREAM else None)
+    if stream == TICKET_STREAM:
+        frame = normalize_tickets(screened.clean, screened.metric_sets, field_map or FieldMap())
+        table, watermark_col, time_cols = tickets, "generated_timestamp", ("generated_timestamp", "updated_at",
+                                                                           "created_at")
+    else:
+        frame = normalize_ratings(screened.clean)
+        table, watermark_col, time_cols = csat_ratings, "updated_at", ("updated_at", "created_at")
+    outcome = validate_batch(stream, frame, max_failure_share=max_failure_share, max_text_chars=max_text_chars)
+    valid = outcome.valid
+    held: dict[int, list[str]] = {}
+    for col in time_cols:
+        if col in valid.columns:
+            for row, value in zip(valid["_row"], valid[col], strict=True):
+                unix = _unix(value)
+                if unix is not None and unix > latest:
+                    held.setdefault(int(row), []).append(
+                        f"{col} {_iso(unix)} is in the future: later than this run's clock plus "
+                        f"TICKETLENS_INGEST_FUTURE_TOLERANCE_SECONDS={tolerance}")
+    for col, limit in text_limits(table).items():
+        if col in valid.columns:
+            for row, value in zip(valid["_row"], valid[col], strict=True):
+                if isinstance(value, str) and len(value) > limit:
+                    held.setdefault(int(row), []).append(f"{col} longer than {limit} characters")
+    for col, limit in _int_limits(table).items():
+        if col in valid.columns:
+            for row, value in zip(valid["_row"], valid[col], strict=True):
+                if _unix(value) is not None and abs(int(value)) > limit:
+                    held.setdefault(int(row), []).append(f"{col} outside the 32-bit integer range")
+    held_mask = valid["_row"].isin(held.keys()) if len(valid) else pd.Series([], dtype=bool)
+    held_rows = valid[held_mask]
+    valid = valid[~held_mask]
+    extra = pd.DataFrame({
+        "record_id": [*held_rows["_record_id"].tolist(), *(p.record_id for p in screened.poisoned)],
+        "payload": [*held_rows["_payload"].tolist(), *(p.payload for p in screened.poisoned)],
+        "payload_sha256": [*held_rows["_sha256"].tolist(), *(p.payload_sha256 for p in screened.poisoned)],
+        "failed_checks": [*(held[int(r)] for r in held_rows["_row"]),
+                          *([f"poison record: {r}" for r in p.reasons] for p in screened.poisoned)],
+    })
+    quarantined = pd.concat([q for q in (outcome.quarantined, extra) if len(q)], ignore_index=True) \
+        if len(outcome.quarantined) or len(extra) else outcome.quarantined
+    quarantined = quarantined.drop_duplicates("payload_sha256") if len(quarantined) else quarantined
+    total = len(frame) + len(screened.poisoned)
+    if total and len(quarantined) / total > max_failure_share:
+        kinds = sorted({c.split(":")[0] for checks in quarantined["failed_checks"] for c in checks})
+        raise ValidationFailedError(
+            f"{len(quarantined)} of {total} {stream} records ({len(quarantined) / total:.0%}) are invalid, above "
+            f"TICKETLENS_VALIDATION_MAX_FAILURE_SHARE={max_failure_share:g} (ids {_ids(quarantined['record_id'])}; "
+            f"{', '.join(kinds)[:300]}). Nothing from this page was loaded and the cursor did not move."
+        )
+    wm = None
+    if watermark_col in valid.columns and len(valid):
+        wm = _unix(valid[watermark_col].max())
+        wm = None if wm is None else min(wm, latest)
+    return JudgedPage(valid=valid, quarantined=quarantined, checks=outcome.checks, rows=total, watermark=wm,
+                      poisoned=len(screened.poisoned), future=len(held))
+
+
+def _log_judgement(stream: str, judged: JudgedPage) -> None:
+    if not judged.poisoned and not judged.future:
+        return
+    logger = get_run_logger()
+    logged = 0
+    for checks, rid in zip(judged.quarantined["failed_checks"], judged.quarantined["record_id"], strict=True):
+        special = [c for c in checks if c.startswith("poison record") or " in the future" in c or "longer than" in c
+                   or "32-bit" in c]
+        if special and logged < 20:  # one line per record, up to 20 a page; the quarantine table has them all
+            logger.warning("%s record %s quarantined: %s.", stream, _ids([rid]), "; ".join(special)[:500])
+            logged += 1
+    if judged.poisoned + judged.future > logged:
+        logger.warning("%d more %s record(s) quarantined on this page; see the quarantine table.",
+                       judged.poisoned + judged.future - logged, stream)
+
+
+@task(name="validate-ticket-page", cache_policy=NO_CACHE)
+def validate_ticket_page(settings: Settings, page: TicketPage, field_map: FieldMap) -> JudgedPage:
+    """Screen, normalize and run the GX suite; raises on schema drift or too many bad rows."""
+    log_text_anomalies([t for t in page.tickets if not sanitize.record_reasons(t)], settings.max_text_chars)
+    judged = judge_page(
+        TICKET_STREAM, page.tickets, page.metric_sets, field_map=field_map,
+        max_failure_share=settings.validation_max_failure_share, max_text_chars=settings.max_text_chars,
+        latest=not_after(settings), tolerance=settings.ingest_future_tolerance_seconds,
     )
+    _log_judgement(TICKET_STREAM, judged)
+    return judged
 
 
 @task(name="validate-rating-page", cache_policy=NO_CACHE)
-def validate_rating_page(settings: Settings, page: RatingPage):
-    from tasks.validation import validate_batch
-
-    frame = normalize_ratings(page.ratings)
-    return validate_batch(
-        RATING_STREAM, frame, max_failure_share=settings.validation_max_failure_share,
-        max_text_chars=settings.max_text_chars,
+def validate_rating_page(settings: Settings, page: RatingPage) -> JudgedPage:
+    judged = judge_page(
+        RATING_STREAM, page.ratings, None, field_map=None,
+        max_failure_share=settings.validation_max_failure_share, max_text_chars=settings.max_text_chars,
+        latest=not_after(settings), tolerance=settings.ingest_future_tolerance_seconds,
     )
+    _log_judgement(RATING_STREAM, judged)
+    return judged
 
 
 @task(name="load-page", cache_policy=NO_CACHE)
@@ -351,14 +505,32 @@ def load_page(
         row["extracted_at"] = now
         row["run_id"] = run_id
     landing = [
-        (None if rec.get("id") is None else str(rec.get("id")), payload, payload_sha256(rec))
+        (sanitize.record_label(rec.get("id")) if isinstance(rec, Mapping) else None, payload,
+         sanitize.payload_sha256(payload))
         for rec in records
         for payload in (canonical_json(rec),)
     ]
-    with get_engine(warehouse_url).begin() as conn:
-        land_raw(conn, stream, landing, run_id=run_id, extracted_at=now)
-        counts = upsert_versioned(conn, table, rows, version_cols=version)
-        quarantined = quarantine_rows(conn, stream, frame_to_rows(outcome.quarantined, [
-            "record_id", "payload", "payload_sha256", "failed_checks"]), run_id=run_id, at=now)
-        save_stream_state(conn, stream, cursor=next_cursor, watermark=watermark, run_id=run_id)
+    try:
+        with get_engine(warehouse_url).begin() as conn:
+            land_raw(conn, stream, landing, run_id=run_id, extracted_at=now)
+            counts = upsert_versioned(conn, table, rows, version_cols=version)
+            quarantined = quarantine_rows(conn, stream, frame_to_rows(outcome.quarantined, [
+                "record_id", "payload", "payload_sha256", "failed_checks"]), run_id=run_id, at=now)
+            save_stream_state(conn, stream, cursor=next_cursor, watermark=watermark, run_id=run_id)
+    except sa.exc.StatementError as exc:
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            raise  # a lost connection: tasks.warehouse.engine.warehouse_errors names the warehouse
+        # The driver's message can quote a row's content (COPY ... line 1, column custom_fields: "..."); say
+        # what failed without it.
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None) or "-"
+        raise WarehouseLoadError(
+            f"Loading a page of {len(records)} {stream} records failed in the warehouse "
+            f"({type(orig).__name__ if orig is not None else type(exc).__name__}, code {code}); the page was rolled "
+            f"back and the cursor did not move. Record ids on the page: {_ids([r[0] for r in landing])}."
+        ) from None
     return counts, quarantined
+
+
+class WarehouseLoadError(RuntimeError):
+    """The warehouse refused a page; the message names the error class and record ids, never field content."""

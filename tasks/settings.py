@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     helpdesk_max_retry_after_seconds: float = Field(
         600.0, gt=0, description="Longest Retry-After honoured before giving up on a request."
     )
+    helpdesk_max_response_mb: float = Field(
+        64.0, gt=0, description="Largest helpdesk response body accepted, after decompression (MiB)."
+    )
     helpdesk_csat_page_size: int = Field(100, gt=0, le=100)
     helpdesk_export_page_size: int = Field(
         1000, gt=0, le=1000, description="Tickets per incremental-export page (Zendesk allows up to 1000)."
@@ -74,6 +77,12 @@ class Settings(BaseSettings):
     ingest_initial_start_time: datetime = Field(
         datetime(2000, 1, 1, tzinfo=UTC),
         description="Where a stream with no stored cursor starts (UTC).",
+    )
+    ingest_max_pages_per_run: int = Field(
+        500, gt=0, description="Page budget per stream per run; the next run continues from the stored cursor."
+    )
+    ingest_future_tolerance_seconds: int = Field(
+        600, ge=0, description="Rows stamped later than the run's clock plus this are quarantined (clock skew allowance)."
     )
     validation_max_failure_share: float = Field(
         0.2, ge=0, le=1, description="A page with a larger share of invalid rows fails the run."

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from models.sanitize import warehouse_json_dumps
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -29,18 +31,22 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
-    """One engine per warehouse URL per process; created lazily, never at import time."""
+    """One engine per warehouse URL per process; created lazily, never at import time.
+
+    JSON columns are written without NUL characters on both backends (PostgreSQL's jsonb cannot hold U+0000).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True,
+                                  json_serializer=warehouse_json_dumps)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # hide_parameters: a failing statement's error never carries ticket text (PII) into logs.
     return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True,
-                            connect_args={"connect_timeout": 10})
+                            connect_args={"connect_timeout": 10}, json_serializer=warehouse_json_dumps)
 
 
 def checkpoint_warehouse(url: str) -> None:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from models.sanitize import warehouse_json_dumps
 from tasks.warehouse.schema import extraction_state, quarantine, raw_records
 
 
@@ -190,7 +191,7 @@ def _copy_to_stage(
         for row in rows:
             copy.write_row(
                 [
-                    Jsonb(row.get(c)) if c in json_cols and row.get(c) is not None else row.get(c)
+                    Jsonb(row.get(c), dumps=warehouse_json_dumps) if c in json_cols and row.get(c) is not None else row.get(c)
                     for c in columns
                 ]
             )
