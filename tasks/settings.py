@@ -156,7 +156,15 @@ class Settings(BaseSettings):
     spike_share_prior: float = Field(
         200.0, ge=0, description="Pseudo-tickets shrinking a category's hour-of-week share to its overall share."
     )
-    spike_dispersion_hours: int = Field(168, ge=24, description="Hours of residuals for the pooled NB dispersion.")
+    spike_dispersion_hours: int = Field(
+        336, ge=24, description="Hours of one-step-ahead residuals for each category's NB dispersion (all hours)."
+    )
+    spike_dispersion_prior: float = Field(
+        100.0, ge=0, description="Shrinkage of a category's dispersion to the pooled one (pseudo Σμ² at 1 ticket/h)."
+    )
+    spike_dispersion_clip: float = Field(
+        5.0, gt=0, description="Counts above expected + N SD enter the dispersion estimate capped there (robustness)."
+    )
     spike_min_dispersion: float = Field(0.02, ge=0, description="Floor of the NB dispersion α.")
     spike_max_dispersion: float = Field(2.0, gt=0, description="Ceiling of the NB dispersion α.")
     spike_default_dispersion: float = Field(
@@ -164,7 +172,7 @@ class Settings(BaseSettings):
     )
     spike_min_expected: float = Field(0.2, gt=0, description="Floor of the expected count (sparse categories).")
     spike_fdr: float = Field(0.002, gt=0, lt=1, description="Benjamini-Hochberg false-discovery rate per hour.")
-    spike_min_count: int = Field(5, ge=1, description="Fewer tickets than this never page.")
+    spike_min_count: int = Field(5, ge=1, description="Fewer tickets than this in the hour never page.")
     spike_min_ratio: float = Field(2.0, ge=1, description="Observed/expected below this never pages.")
     spike_window_hours: int = Field(3, ge=1, le=12, description="Also test sums over the last 2..N hours.")
     spike_min_history_hours: int = Field(72, ge=0, description="No paging before this much data exists.")
