@@ -192,7 +192,9 @@ class Settings(BaseSettings):
         90, gt=0, description="Default analysis window: the N days before the run's scheduled start."
     )
     csat_fdr: float = Field(
-        0.05, gt=0, lt=1, description="False discovery rate (Benjamini-Hochberg) across all tested segments."
+        0.05, gt=0, lt=1,
+        description="False discovery rate: one Benjamini-Hochberg over every tested level of every factor "
+        "(agents, teams, categories, channels, sentiments) and each continuous effect; factor tests only shown.",
     )
     csat_min_segment_ratings: int = Field(
         20, gt=0, description="Segments with fewer ratings are pooled in the model and never reported as drivers."
