@@ -120,7 +120,6 @@ def run_agent_case(seed: int, agents: int, bad: bool, config: DriverConfig) -> d
         out[f"{name}_reported"] = int(sig.sum())
     row = effects[(effects["factor"] == "agent") & (effects["level"] == str(bad_agent))]
     out["agent_p"] = float(row["p_value"].iloc[0]) if len(row) else float("nan")
-    out["agent_factor_q"] = float(row["factor_q"].iloc[0]) if len(row) else float("nan")
     return out
 
 
@@ -129,8 +128,8 @@ def agent_table(args, config: DriverConfig) -> None:
     print(f"\nOne bad agent (70 % bad vs 40 %, ~80 ratings each; helpdesk_sim.csat_cases), {len(seeds)} seeds per row, "
           f"FDR {config.fdr}\n")
     print("| agents | bad agent planted | ratings (median) | levels tested | bad agent found, BH (default) "
-          "| found, BY | datasets with a false driver, BH | with a false driver, BY | factor test q of the agent "
-          "factor ≤ FDR (old two-stage gate) | fit (median) |")
+          "| found, BY | datasets with a false driver, BH | with a false driver, BY | bad agent's p (median) "
+          "| fit (median) |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for agents in args.agents:
         for bad in (True, False):
@@ -138,7 +137,7 @@ def agent_table(args, config: DriverConfig) -> None:
             n = len(rows)
             found = (f"**{sum(r['bh_found'] for r in rows)}/{n}**", f"{sum(r['by_found'] for r in rows)}/{n}") \
                 if bad else ("–", "–")
-            gate = f"{sum(r['agent_factor_q'] <= config.fdr for r in rows)}/{n}" if bad else "–"
+            gate = f"{np.median([r['agent_p'] for r in rows]):.1e}" if bad else "–"
             print(f"| {agents} | {'yes' if bad else 'no (null)'} | {int(np.median([r['ratings'] for r in rows])):,} "
                   f"| {int(np.median([r['tested'] for r in rows]))} | {found[0]} | {found[1]} "
                   f"| {sum(r['bh_false'] > 0 for r in rows)}/{n} | {sum(r['by_false'] > 0 for r in rows)}/{n} "
@@ -157,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tickets-per-day", type=int, default=500)
     parser.add_argument("--fdr", type=float, default=0.05)
     args = parser.parse_args(argv)
-    config = DriverConfig(fdr=args.fdr)
+    # The factor tests are shown next to the levels but select nothing, so the drivers are the same without them;
+    # leaving out their four extra fits makes the 100-dataset run ~3× faster.
+    config = DriverConfig(fdr=args.fdr, factor_tests=False)
     if "agents" in args.parts:
         agent_table(args, config)
     results = []

@@ -62,6 +62,7 @@ class DriverConfig:
     min_segment_ratings: int = 20  # fewer → pooled into "(other)" in the model, never reported as a driver
     prior_ratings: float = 2.0  # pseudo-ratings per level at the overall bad rate (weak shrinkage of log-odds)
     interval: float = 0.90  # credible interval of the shrunk bad-rate
+    factor_tests: bool = True  # likelihood-ratio test per factor (shown, selects nothing; 4 extra fits)
 
     def __post_init__(self) -> None:
         if not 0 < self.fdr < 1:
@@ -418,7 +419,7 @@ def analyse_drivers(frame: pd.DataFrame, config: DriverConfig | None = None) -> 
     # model without it (on the real ratings; the pseudo-ratings of the prior are left out of the likelihood).
     factor_p: dict[str, float] = {}
     reduced_without_agent = None
-    for f in agent_design.factor_levels:
+    for f in agent_design.factor_levels if c.factor_tests else ():
         reduced = _design(frame, [g for g in CATEGORICAL if g != f], CONTINUOUS, c.min_segment_ratings)
         reduced_fit = _fit(frame, reduced, c.prior_ratings)
         if f == "agent":
@@ -434,12 +435,13 @@ def analyse_drivers(frame: pd.DataFrame, config: DriverConfig | None = None) -> 
     if "team" in team_design.factor_levels:
         team_fit = _fit(frame, team_design, c.prior_ratings)
         rows += _effect_rows(frame, team_design, team_fit, ("team",), ())
-        if reduced_without_agent is None:
+        if reduced_without_agent is None and c.factor_tests:
             base = _design(frame, [g for g in CATEGORICAL if g != "agent"], CONTINUOUS, c.min_segment_ratings)
             reduced_without_agent = (base, _fit(frame, base, c.prior_ratings))
-        df = team_design.factor_slices["team"].stop - team_design.factor_slices["team"].start
-        lr = max(0.0, 2 * (_loglik(team_design, team_fit, y) - _loglik(*reduced_without_agent, y)))
-        factor_p["team"] = float(stats.chi2.sf(lr, df))
+        if c.factor_tests:
+            df = team_design.factor_slices["team"].stop - team_design.factor_slices["team"].start
+            lr = max(0.0, 2 * (_loglik(team_design, team_fit, y) - _loglik(*reduced_without_agent, y)))
+            factor_p["team"] = float(stats.chi2.sf(lr, df))
     if not agent_fit.converged:
         notes.append("the logistic regression did not converge; effects are approximate")
     effects = pd.DataFrame(rows)
@@ -451,7 +453,7 @@ def analyse_drivers(frame: pd.DataFrame, config: DriverConfig | None = None) -> 
     # table (``factor_p``, ``factor_q``) to show which factors matter as a whole; they select nothing.
     names = list(factor_p)
     factor_q = dict(zip(names, multipletests([factor_p[f] for f in names], alpha=c.fdr, method="fdr_bh")[1],
-                        strict=True))
+                        strict=True)) if names else {}
     z = effects["log_odds"] / effects["se"]
     effects["p_value"] = 2 * stats.norm.sf(np.abs(z))
     effects["factor_p"] = effects["factor"].map(factor_p)

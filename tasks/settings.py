@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     spike_dispersion_clip: float = Field(
         5.0, gt=0, description="Counts above expected + N SD enter the dispersion estimate capped there (robustness)."
     )
+    spike_calibration_level: float = Field(
+        0.01, gt=0, lt=0.5, description="Dispersions are scaled so the last week's PIT share below this equals it."
+    )
+    spike_min_calibration: float = Field(0.5, gt=0, description="Lower bound of that calibration factor κ.")
+    spike_max_calibration: float = Field(8.0, gt=0, description="Upper bound of that calibration factor κ.")
     spike_min_dispersion: float = Field(0.02, ge=0, description="Floor of the NB dispersion α.")
     spike_max_dispersion: float = Field(2.0, gt=0, description="Ceiling of the NB dispersion α.")
     spike_default_dispersion: float = Field(
