@@ -162,26 +162,32 @@ def main(argv: list[str] | None = None) -> int:
     if "agents" in args.parts:
         agent_table(args, config)
     results = []
+    header = False
     for plant, seeds, part in ((True, args.seeds, "planted"), (False, args.null_seeds, "null")):
-        if part in args.parts:
-            for seed in seeds_of(seeds):
-                results.append(run_one(seed, args.days, args.tickets_per_day, plant, config))
+        if part not in args.parts:
+            continue
+        for seed in seeds_of(seeds):
+            r = run_one(seed, args.days, args.tickets_per_day, plant, config)
+            results.append(r)
+            if not header:  # rows print as they finish (a long run under load still reports what it did)
+                print(f"\nCSAT drivers on generator data: {args.days} days × {args.tickets_per_day} tickets/day per "
+                      f"dataset, FDR {args.fdr}\n")
+                print("| data | seed | ratings | bad-rate | segments tested | planted | found, right sign | missed | "
+                      "other reported (BH) | reported with BY | fit |")
+                print("|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
+                header = True
+            other = ", ".join(f"{f} {lvl} {r['direction'][(f, lvl)]}" + (
+                "" if (f, lvl) in r["unexplained"] else " (explained by planted agents)")
+                for f, lvl in r["extra"]) or "none"
+            print(f"| {'planted' if r['plant'] else 'no drivers'} | {r['seed']} | {r['ratings']:,} | "
+                  f"{r['bad_rate']:.1%} | {r['tested']} | {r['planted']} | {len(r['found'])} | "
+                  f"{', '.join(f'{f} {lvl}' for f, lvl in r['missed']) or '–'} | {other} | {r['by_reported']} "
+                  f"| {r['seconds']:.1f} s |", flush=True)
+            r.pop("dataset") if not plant else None
     if not results:
         return 0
-    print(f"\nCSAT drivers on generator data: {args.days} days × {args.tickets_per_day} tickets/day per dataset, "
-          f"FDR {args.fdr}\n")
-    print("| data | seed | ratings | bad-rate | segments tested | planted | found, right sign | missed | "
-          "other reported (BH) | reported with BY | fit |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
-    for r in results:
-        other = ", ".join(f"{f} {lvl} {r['direction'][(f, lvl)]}" + (
-            "" if (f, lvl) in r["unexplained"] else " (explained by planted agents)") for f, lvl in r["extra"]) or "none"
-        print(f"| {'planted' if r['plant'] else 'no drivers'} | {r['seed']} | {r['ratings']:,} | "
-              f"{r['bad_rate']:.1%} | {r['tested']} | {r['planted']} | {len(r['found'])} | "
-              f"{', '.join(f'{f} {lvl}' for f, lvl in r['missed']) or '–'} | {other} | {r['by_reported']} "
-              f"| {r['seconds']:.1f} s |", flush=True)
     if any(r["plant"] for r in results):
-        n, accuracy = reason_accuracy([r["dataset"] for r in results])
+        n, accuracy = reason_accuracy([r["dataset"] for r in results if "dataset" in r])
         print(f"\nReason classifier (seed labels only) on {n:,} generated bad-rating comments: accuracy {accuracy:.1%}")
     planted = [r for r in results if r["plant"]]
     nulls = [r for r in results if not r["plant"]]
