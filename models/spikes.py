@@ -9,13 +9,19 @@ Model, per series (every leaf category and every parent category), for the evalu
   (``share_prior`` pseudo-tickets), so sparse categories borrow the pooled profile while big ones keep their own.
 * **Recent level.** The baseline times ``(observed + a) / (baseline + a)`` over the last ``level_hours``
   (``a = level_prior``): a category that grew last week is not an incident this week.
-* **Robustness.** Hours inside past alerts (``exclude``) are left out of every sum; the weekly means are
-  trimmed, so a spike that was never alerted cannot inflate the baseline either.
-* **Test.** Upper tail of a negative binomial with mean ``expected`` and variance ``μ + α μ²``; α is estimated
-  by moments from the one-step-ahead residuals of all leaf series over the last ``dispersion_hours`` (pooled), so
-  it covers both real over-dispersion and the baseline's own estimation error. Benjamini-Hochberg across the
-  series tested in the hour (``fdr``), then the guards: at least ``min_count`` tickets and ``min_ratio`` × the
-  expected count.
+* **Robustness.** Hours inside past alerts (``exclude``) are left out of the baseline sums; the weekly means are
+  trimmed, so a spike that was never alerted cannot inflate the baseline either. (The dispersion, below, keeps
+  every hour: its tail is what it measures.)
+* **Test.** Upper tail of a negative binomial with mean ``expected`` and variance ``μ + α μ²``, with α per
+  series and per window length (1..``window_hours`` hours ending now), estimated by robust moments from that
+  series' own one-step-ahead residuals over the last ``dispersion_hours`` -- past alert hours included -- and
+  shrunk towards the pooled (median) value (``estimate_series_dispersion``). The k-hour window sums get their own
+  α from the series' past k-hour sums, which carries the autocorrelation of real bursts. All α of one window
+  length are then scaled by one factor κ so that the last week of history is calibrated at
+  ``calibration_level`` (``calibrate_dispersion``). The smallest window p-value is multiplied by the windows'
+  effective number measured on the history (``window_multiplicity``, ≤ the Bonferroni bound). Benjamini-Hochberg
+  across the series tested in the hour (``fdr``), then the guards: at least ``min_count`` tickets in the hour
+  itself and ``min_ratio`` × the expected count of the window that made the p-value.
 * **Short history.** No paging before ``min_history_hours`` of data; a category first seen less than
   ``min_category_history_hours`` ago (a new leaf, or one with no history at all) pages only from
   ``new_category_min_count`` tickets in the hour. A parent is not paged while one of its leaves is spiking or
@@ -435,7 +441,11 @@ def detect_spikes(
     history (``params.lookback_hours`` are used). ``parents`` maps leaf → parent; every other column is a
     parent series. ``exclude``: True for past alert hours (``alert_mask``). ``active``: series with an open
     alert (their parent is not paged). Returns one row per series with ``observed``, ``expected``, ``ratio``,
-    ``p_value``, ``q_value``, ``dispersion``, ``baseline``, ``status`` and ``is_spike``.
+    ``p_value`` (best window, corrected for the windows), ``p_hour`` (the one-hour NB p-value alone),
+    ``window_hours`` / ``window_observed`` / ``window_expected`` (the window that made ``p_value``), ``q_value``,
+    ``dispersion`` (the series' one-hour α, calibrated), ``window_dispersion`` (α of its best window),
+    ``pooled_dispersion`` (the value the series' α are shrunk towards, before calibration), ``calibration``
+    (κ of the one-hour α), ``window_multiplicity``, ``baseline``, ``status`` and ``is_spike``.
     """
     p = params or SpikeParams()
     hour = floor_hour(as_of) - HOUR
