@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -198,8 +199,11 @@ class Settings(BaseSettings):
     )
     csat_fdr: float = Field(
         0.05, gt=0, lt=1,
-        description="False discovery rate: one Benjamini-Hochberg over every tested level of every factor "
-        "(agents, teams, categories, channels, sentiments) and each continuous effect; factor tests only shown.",
+        description="False discovery rate over one family: every tested level of every factor (agents, teams, "
+        "categories, channels, sentiments) and each continuous effect; the per-factor tests are only shown.",
+    )
+    csat_fdr_method: Literal["by", "bh"] = Field(
+        "by", description="by = Benjamini-Yekutieli (FDR proven under any dependence); bh = Benjamini-Hochberg."
     )
     csat_min_segment_ratings: int = Field(
         20, gt=0, description="Segments with fewer ratings are pooled in the model and never reported as drivers."
