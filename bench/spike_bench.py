@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         if r.false:
             print(f"false alerts ({r.source}, {r.tickets_per_day:,}/day): " + "; ".join(r.false))
     print("\nCalibration on quiet category-hours: share with p < x as a multiple of x (goal 0.5-2). "
-          "'p' = the detector's p-value (min over 1..N-hour windows × N); 'PIT' = randomised one-hour NB PIT.")
+          "'p' = the detector's p-value (best of the 1..N-hour windows × their effective number); 'PIT' = randomised one-hour NB PIT.")
     print("\n| counts | tickets/day | series size | series | quiet hours | p<1e-2 | p<1e-3 | p<1e-4 "
           "| PIT<1e-2 | PIT<1e-3 | PIT<1e-4 |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
