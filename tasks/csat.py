@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from models.csat_drivers import (
+    FDR_METHODS,
     DriverConfig,
     DriverReport,
     analyse_drivers,
@@ -84,7 +85,8 @@ def resolve_window(start: datetime | None, end: datetime | None, scheduled: date
 
 
 def driver_config(settings: Settings) -> DriverConfig:
-    return DriverConfig(fdr=settings.csat_fdr, min_segment_ratings=settings.csat_min_segment_ratings)
+    return DriverConfig(fdr=settings.csat_fdr, min_segment_ratings=settings.csat_min_segment_ratings,
+                        method=settings.csat_fdr_method)
 
 
 def ops_config(settings: Settings) -> OpsConfig:
@@ -389,7 +391,7 @@ def publish_csat_artifacts(settings: Settings, window: Window, analysis: dict[st
     md = [f"# CSAT drivers, {window.describe()}", "",
           f"{report.ratings} ratings, {report.bad} bad ({_fmt(report.bad_rate, '.1%')}). Adjusted for category, "
           f"agent, channel, sentiment, resolution and first-reply time and reopens (logistic regression); "
-          f"drivers are effects significant at FDR {settings.csat_fdr} (Benjamini-Hochberg across "
+          f"drivers are effects significant at FDR {settings.csat_fdr} ({FDR_METHODS[settings.csat_fdr_method]} across "
           f"{len(report.effects)} tested segments), ranked by excess bad ratings attributable.", ""]
     md += driver_lines(report, settings.csat_top_drivers) or [f"**No driver** at FDR {settings.csat_fdr}."]
     if not report.protective.empty:

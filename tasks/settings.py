@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -167,7 +168,20 @@ class Settings(BaseSettings):
     spike_share_prior: float = Field(
         200.0, ge=0, description="Pseudo-tickets shrinking a category's hour-of-week share to its overall share."
     )
-    spike_dispersion_hours: int = Field(168, ge=24, description="Hours of residuals for the pooled NB dispersion.")
+    spike_dispersion_hours: int = Field(
+        336, ge=24, description="Hours of one-step-ahead residuals for each category's NB dispersion (all hours)."
+    )
+    spike_dispersion_prior: float = Field(
+        100.0, ge=0, description="Shrinkage of a category's dispersion to the pooled one (pseudo Σμ² at 1 ticket/h)."
+    )
+    spike_dispersion_clip: float = Field(
+        5.0, gt=0, description="Counts above expected + N SD enter the dispersion estimate capped there (robustness)."
+    )
+    spike_calibration_level: float = Field(
+        0.01, gt=0, lt=0.5, description="Dispersions are scaled so the last week's PIT share below this equals it."
+    )
+    spike_min_calibration: float = Field(0.5, gt=0, description="Lower bound of that calibration factor κ.")
+    spike_max_calibration: float = Field(8.0, gt=0, description="Upper bound of that calibration factor κ.")
     spike_min_dispersion: float = Field(0.02, ge=0, description="Floor of the NB dispersion α.")
     spike_max_dispersion: float = Field(2.0, gt=0, description="Ceiling of the NB dispersion α.")
     spike_default_dispersion: float = Field(
@@ -175,7 +189,7 @@ class Settings(BaseSettings):
     )
     spike_min_expected: float = Field(0.2, gt=0, description="Floor of the expected count (sparse categories).")
     spike_fdr: float = Field(0.002, gt=0, lt=1, description="Benjamini-Hochberg false-discovery rate per hour.")
-    spike_min_count: int = Field(5, ge=1, description="Fewer tickets than this never page.")
+    spike_min_count: int = Field(5, ge=1, description="Fewer tickets than this in the hour never page.")
     spike_min_ratio: float = Field(2.0, ge=1, description="Observed/expected below this never pages.")
     spike_window_hours: int = Field(3, ge=1, le=12, description="Also test sums over the last 2..N hours.")
     spike_min_history_hours: int = Field(72, ge=0, description="No paging before this much data exists.")
@@ -195,7 +209,12 @@ class Settings(BaseSettings):
         90, gt=0, description="Default analysis window: the N days before the run's scheduled start."
     )
     csat_fdr: float = Field(
-        0.05, gt=0, lt=1, description="False discovery rate (Benjamini-Hochberg) across all tested segments."
+        0.05, gt=0, lt=1,
+        description="False discovery rate over one family: every tested level of every factor (agents, teams, "
+        "categories, channels, sentiments) and each continuous effect; the per-factor tests are only shown.",
+    )
+    csat_fdr_method: Literal["by", "bh"] = Field(
+        "by", description="by = Benjamini-Yekutieli (FDR proven under any dependence); bh = Benjamini-Hochberg."
     )
     csat_min_segment_ratings: int = Field(
         20, gt=0, description="Segments with fewer ratings are pooled in the model and never reported as drivers."

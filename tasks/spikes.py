@@ -319,7 +319,7 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
         {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items() if k != "hour"}
         for rec in top[["series", "observed", "expected", "ratio", "p_value", "q_value", "status"]]
         .to_dict("records")]
-    summary["dispersion"] = float(detections["dispersion"].iloc[0])
+    summary["dispersion"] = float(detections["pooled_dispersion"].iloc[0])
     summary["baseline"] = str(detections["baseline"].iloc[0])
     logger.info("spike detection for %s: %d opened, %d grew, %d resolved (dispersion α=%.3f, baseline %s)",
                 describe_hours(summary["hours"]), summary["opened"], summary["grew"], summary["resolved"],

@@ -244,3 +244,59 @@ def test_window_defaults_to_the_days_before_the_scheduled_start():
     assert explicit.start.tzinfo is not None and explicit.end == datetime(2026, 8, 15, tzinfo=UTC)
     with pytest.raises(ValueError, match="not before"):
         resolve_window(scheduled, scheduled, None, 30)
+
+
+# ------------------------------------------------------------------ one bad agent among many, FDR, inputs (issue 19)
+
+
+def test_one_bad_agent_among_40_is_found_where_the_factor_test_alone_would_hide_it():
+    from helpdesk_sim.csat_cases import one_bad_agent_ratings
+
+    raw, bad_agent = one_bad_agent_ratings(seed=1, agents=40, ratings_per_agent=80)
+    report = analyse_drivers(prepare_ratings(raw), DriverConfig(fdr=0.05))
+    drivers = {(r.factor, r.level) for r in report.drivers.itertuples()}
+    assert ("agent", bad_agent) in drivers
+    row = report.effects.set_index(["factor", "level"]).loc[("agent", bad_agent)]
+    # the 39-degree-of-freedom agent test does not reach the FDR here; the old two-stage gate reported nothing
+    assert row["factor_q"] > 0.05 and row["q_value"] <= 0.05
+    assert not [k for k in drivers if k[0] == "agent" and k[1] != bad_agent]  # no innocent agent flagged
+
+
+def test_q_values_are_one_flat_family_over_every_tested_level(planted):
+    from statsmodels.stats.multitest import multipletests
+
+    report = analyse_drivers(frame_of(planted), DriverConfig(fdr=0.05, method="bh"))
+    effects = report.effects
+    expected = multipletests(effects["p_value"], method="fdr_bh")[1]
+    assert np.allclose(effects["q_value"], expected)  # a real q-value for every level, no placeholder
+    assert (effects["q_value"] >= effects["p_value"] - 1e-12).all()
+    assert (effects["significant"] == (effects["q_value"] <= 0.05)).all()
+    assert effects["factor_p"].notna().all() and effects["factor_q"].between(0, 1).all()  # shown, not a gate
+    by = analyse_drivers(frame_of(planted), DriverConfig(fdr=0.05)).effects  # the default
+    assert np.allclose(by["q_value"], multipletests(by["p_value"], method="fdr_by")[1])
+    assert by["significant"].sum() <= effects["significant"].sum()
+    with pytest.raises(ValueError, match="method"):
+        DriverConfig(method="holm")
+
+
+def test_entirely_missing_continuous_inputs_are_reported_not_dropped_silently(planted):
+    raw = rating_frame(planted).drop(columns=["first_reply_minutes"])
+    raw["reopens"] = None
+    raw.loc[raw.index[:10], "full_resolution_minutes"] = None
+    report = analyse_drivers(prepare_ratings(raw), DriverConfig(fdr=0.05))
+    notes = "\n".join(report.notes)
+    assert "per doubling of first-reply time is not in the model: no value in any rating" in notes
+    assert "reopened is not in the model: no value in any rating (column reopens)" in notes
+    assert "per doubling of resolution time: unknown for 10 of" in notes
+    assert "first_reply_time" not in set(report.effects["factor"])
+
+
+def test_agent_and_team_names_label_the_rows_while_levels_stay_ids():
+    frame = pd.DataFrame({"score": ["bad", "good", "good", "bad"], "assignee_id": [7.0, 7.0, 8, None],
+                          "group_id": ["3", "3", None, "3"]})
+    data = prepare_ratings(frame, {7: "Ada Agent", 8: "Bo"}, {"3": "Billing"})
+    assert data["agent"].tolist() == ["7", "7", "8", "(unassigned)"]
+    assert data["team"].tolist() == ["3", "3", "(no group)", "3"]
+    rates = segment_rates(data, "agent").set_index("level")
+    assert rates.loc["7", "label"] == "Ada Agent" and rates.loc["(unassigned)", "label"] == "(unassigned)"
+    assert segment_rates(data, "team").set_index("level").loc["3", "label"] == "Billing"
