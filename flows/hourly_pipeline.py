@@ -87,7 +87,8 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> dict:
         f"{in_window['scored']} more updated in the window that had no current prediction",
         f"- write-back: {planned} planned, {pushed['submitted']} submitted, {pushed['failed']} failed to submit, "
         f"{pushed['in_doubt']} sent without a clear answer (read back next run), "
-        f"{polled['done']} confirmed, {polled['failed']} rejected by the helpdesk, {polled['open_jobs']} jobs open"
+        f"{polled['done']} confirmed, {polled['failed']} rejected by the helpdesk, {polled['open_jobs']} jobs open, "
+        f"{polled.get('settled_by_read_back', 0)} settled by reading tickets back (job status expired or overdue)"
         + (f", dry run: {pushed['dry_run']} would be pushed" if pushed["dry_run"] else ""),
         f"- write-back state: {states}",
         spike_line,

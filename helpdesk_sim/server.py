@@ -87,6 +87,11 @@ class SimConfig:
     rate_window_seconds: float = 60.0  # the limits above count requests over this window (tests shorten it)
     fault_seed: int = 0
     job_polls_before_complete: int = 1
+    # Zendesk keeps a job status about one hour: after this many seconds of the simulated clock it is a 404.
+    job_ttl_seconds: int = 3600
+    # Zendesk's job queue limit: more queued/running jobs than this → 429 on update_many (0 = no limit).
+    max_queued_jobs: int = 30
+    job_run_seconds: float = 1.0  # wall-clock seconds after which an unpolled job counts as finished
     faults: Faults = field(default_factory=Faults)
 
 
@@ -263,6 +268,13 @@ class SimState:
         return True
 
     # ------------------------------------------------------------------------------------------ limits
+
+    def queued_jobs(self) -> int:
+        """Jobs still queued or running: neither polled to completion nor past their (wall-clock) run time."""
+        now = time.monotonic()
+        return sum(1 for job in self.jobs.values()
+                   if job["polls"] < self.config.job_polls_before_complete
+                   and now - job["started"] < self.config.job_run_seconds)
 
     def over_limit(self, kind: str, per_minute: int | None) -> bool:
         if not per_minute:
@@ -483,6 +495,11 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         if len(updates) > 100:
             return json_response({"error": "TooManyValues", "description": "at most 100 tickets per request"}, 400)
         with state.lock:
+            if config.max_queued_jobs and state.queued_jobs() >= config.max_queued_jobs:
+                state.stats["rate_limited"] += 1
+                return json_response({"error": "TooManyJobs", "description": (
+                    f"Number of allowed queued jobs ({config.max_queued_jobs}) has been reached. Please wait for "
+                    f"the jobs to finish before enqueuing more.")}, 429, {"Retry-After": config.retry_after})
             results = []
             for tid, update in updates:
                 ok = state.apply_update(tid, update)
@@ -490,7 +507,8 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
                                {"id": tid, "action": "update", "success": False, "error": "TicketNotFound",
                                 "details": f"Ticket {tid} not found"})
             job_id = secrets.token_hex(16)
-            state.jobs[job_id] = {"total": len(updates), "results": results, "polls": 0}
+            state.jobs[job_id] = {"total": len(updates), "results": results, "polls": 0, "created": state.now,
+                                  "started": time.monotonic()}
             state.updates.append({"job_id": job_id, "at": state.now,
                                   "tickets": [{"id": tid, **{k: v for k, v in u.items() if k != "id"}}
                                               for tid, u in updates]})
@@ -509,6 +527,9 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         job_id = job_id.removesuffix(".json")
         with state.lock:
             job = state.jobs.get(job_id)
+            if job is not None and state.now - job["created"] >= config.job_ttl_seconds:
+                del state.jobs[job_id]  # expired, as Zendesk drops job statuses after about an hour
+                job = None
             if job is None:
                 return json_response({"error": "RecordNotFound", "description": "Not found"}, 404)
             job["polls"] += 1

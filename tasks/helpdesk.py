@@ -227,6 +227,7 @@ class HelpdeskClient:
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
         max_retry_after: float = 600.0,
+        support_type_scope: str | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -242,6 +243,8 @@ class HelpdeskClient:
         self._auth_header = self._authorization(email, api_token, oauth_token)
         self.max_retries = max(0, int(max_retries))
         self.backoff_base, self.backoff_max, self.max_retry_after = backoff_base, backoff_max, max_retry_after
+        # Sent with every incremental export: without "all", Zendesk may leave out tickets handled by AI agents.
+        self.support_type_scope = support_type_scope or None
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._limiter = TokenBucket(requests_per_minute, clock=clock, sleep=sleep)
@@ -267,6 +270,7 @@ class HelpdeskClient:
             "backoff_base": settings.helpdesk_backoff_base_seconds,
             "backoff_max": settings.helpdesk_backoff_max_seconds,
             "max_retry_after": settings.helpdesk_max_retry_after_seconds,
+            "support_type_scope": getattr(settings, "helpdesk_support_type_scope", None),
             **overrides,
         }
         return cls(base_url, **kwargs)
@@ -419,12 +423,18 @@ class HelpdeskClient:
             else:
                 detail = f"HTTP {status}"
             raise _Retryable(detail, status=status, wait=wait)
-        if status in (401, 403):
-            what = "refused the credentials" if status == 401 else "denied access"
+        if status == 401:
             raise HelpdeskAuthError(
-                f"The helpdesk {what} (HTTP {status} on {path}). Check {CREDENTIAL_SETTINGS} for "
-                f"TICKETLENS_HELPDESK_BASE_URL={self.base_url}, and that the user may read tickets "
-                f"(an agent or admin role)."
+                f"The helpdesk refused the credentials (HTTP 401 on {path}). Check {CREDENTIAL_SETTINGS} for "
+                f"TICKETLENS_HELPDESK_BASE_URL={self.base_url}."
+            )
+        if status == 403:
+            raise HelpdeskAuthError(
+                f"The helpdesk denied access (HTTP 403 on {path}): the credentials work, but this user may not use "
+                f"the endpoint. The incremental ticket export, satisfaction ratings and CSAT survey responses are "
+                f"admin-only in Zendesk: use an API token (or OAuth token) of a user with the admin role "
+                f"({CREDENTIAL_SETTINGS}, TICKETLENS_HELPDESK_BASE_URL={self.base_url}). "
+                f"`ticketlens doctor` checks the role."
             )
         if status == 404:
             raise HelpdeskNotFoundError(
@@ -497,6 +507,8 @@ class HelpdeskClient:
         if (start_time is None) == (cursor is None):
             raise ValueError("export_tickets needs exactly one of start_time or cursor")
         params: dict[str, Any] = {"per_page": per_page}
+        if self.support_type_scope:
+            params["support_type_scope"] = self.support_type_scope
         if include_metric_sets:
             params["include"] = "metric_sets"
         if cursor is None:
