@@ -82,7 +82,9 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> dict:
         "# Hourly pipeline",
         "",
         f"- window: {window}" + (" — ingest re-extracted from its start" if explicit else ""),
-        f"- ingest: {ingested['tickets']['fetched']} tickets, {ingested['satisfaction_ratings']['fetched']} ratings",
+        f"- ingest: {ingested['tickets']['fetched']} tickets, {ingested['satisfaction_ratings']['fetched']} ratings"
+        + (f", {ingested['csat_survey_responses']['fetched']} CSAT survey responses"
+           if "csat_survey_responses" in ingested else ""),
         f"- scored {scored['scored']} new tickets with {settings.model_name} v{scored['model_version']}, "
         f"{in_window['scored']} more updated in the window that had no current prediction",
         f"- write-back: {planned} planned, {pushed['submitted']} submitted, {pushed['failed']} failed to submit, "

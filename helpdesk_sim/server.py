@@ -28,8 +28,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from helpdesk_sim.dataset import Dataset, RatingSpec, TicketSpec
+from helpdesk_sim.zendesk_extras import (
+    contact_reason_value,
+    extra_custom_fields,
+    legacy_ratings,
+    sim_channel,
+    ticket_fields,
+)
+from helpdesk_sim.zendesk_extras import install as install_zendesk_extras
 
 INFINITY = 2**62
+RATE_LIMITED = {"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}
 
 
 def iso(ts: int) -> str:
@@ -92,6 +101,12 @@ class SimConfig:
     # Zendesk's job queue limit: more queued/running jobs than this → 429 on update_many (0 = no limit).
     max_queued_jobs: int = 30
     job_run_seconds: float = 1.0  # wall-clock seconds after which an unpolled job counts as finished
+    # Zendesk-documented behaviour (helpdesk_sim.zendesk_extras):
+    user_role: str = "admin"  # role of the demo credentials' user; export/ratings/survey responses need admin
+    csat_api: str = "satisfaction_ratings"  # satisfaction_ratings | survey_responses | both (switched mid-way)
+    offered_share: float = 0.1  # share of solved, unrated tickets with an offered/unoffered legacy record
+    channel_ids: bool = True  # some chat/mobile tickets carry their via id (29/56) instead of the name
+    multiselect_reasons: bool = False  # the contact-reason field is a multiselect (lists of options)
     faults: Faults = field(default_factory=Faults)
 
 
@@ -127,9 +142,11 @@ class SimState:
 
     def _static_json(self, t: TicketSpec) -> dict[str, Any]:
         return {
-            "id": t.id, "url": f"/api/v2/tickets/{t.id}.json", "external_id": None, "created_at": iso(t.created_at),
+            "id": t.id, "url": f"http://{self.config.host}:{self.config.port}/api/v2/tickets/{t.id}.json",
+            "external_id": None, "created_at": iso(t.created_at),
             "subject": t.subject, "raw_subject": t.subject, "description": t.description, "priority": t.priority,
-            "type": t.type, "via": {"channel": t.channel, "source": {}}, "requester_id": t.requester_id,
+            "type": t.type, "via": {"channel": sim_channel(t, self.config), "source": {}},
+            "requester_id": t.requester_id,
             "submitter_id": t.submitter_id, "organization_id": t.organization_id,
         }
 
@@ -158,8 +175,9 @@ class SimState:
                 tags.append(tag)
         tags = [tag for tag in tags if tag not in overlay.get("tags_removed", set())]
         custom = {
-            self.ds.contact_reason_field_id: t.contact_reason,
+            self.ds.contact_reason_field_id: contact_reason_value(self, t),
             self.ds.confirmed_category_field_id: t.confirmed_category if status in ("solved", "closed") else None,
+            **extra_custom_fields(t),
             **overlay.get("custom_fields", {}),
         }
         body.update(
@@ -238,7 +256,7 @@ class SimState:
 
     def visible_ratings(self, now: int) -> list[tuple[int, int, dict[str, Any]]]:
         out = []
-        for r, t in self.ratings:
+        for r, t in legacy_ratings(self):  # legacy-era ratings and offered/unoffered records (zendesk_extras)
             body = self.rating_json(r, t, now)
             if body is not None:
                 updated = r.updated_at if r.updated_at <= now else r.created_at
@@ -317,11 +335,11 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             )
             if limited:
                 state.stats["rate_limited"] += 1
-                return json_response({"error": "APIRateLimitExceeded"}, 429, {"Retry-After": config.retry_after})
+                return json_response(RATE_LIMITED, 429, {"Retry-After": config.retry_after})
             if faults.rate_limit_storm > 0:
                 faults.rate_limit_storm -= 1
                 state.stats["rate_limited"] += 1
-                return json_response({"error": "APIRateLimitExceeded"}, 429, {"Retry-After": config.retry_after})
+                return json_response(RATE_LIMITED, 429, {"Retry-After": config.retry_after})
             if faults.error_burst > 0:
                 faults.error_burst -= 1
                 state.stats["errors_served"] += 1
@@ -420,7 +438,8 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         if "page[after]" in q:
             pos = decode_cursor(q["page[after]"], 2)
             if pos is None or state.faults.reject_cursors:
-                return json_response({"error": "InvalidPaginationParameter"}, 422)
+                return json_response({"error": "InvalidPaginationParameter",
+                                      "description": "page[after] is invalid or expired"}, 422)
             rows = [r for r in rows if (r[0], r[1]) > pos]
         page, more = rows[:size], len(rows) > size
         after = encode_cursor(page[-1][0], page[-1][1]) if page else None
@@ -460,7 +479,7 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
 
     @app.get("/api/v2/ticket_fields.json")
     def list_ticket_fields(request: Request):
-        return listing(request, "ticket_fields", dataset.ticket_fields)
+        return listing(request, "ticket_fields", ticket_fields(state, str(request.base_url).rstrip("/")))
 
     @app.get("/api/v2/tickets/show_many.json")
     def show_many(request: Request):
@@ -586,6 +605,8 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             if ticket_id not in state.by_id:
                 return json_response({"error": "RecordNotFound"}, 404)
             return state.ticket_json(ticket_id, state.now)
+
+    install_zendesk_extras(app, state, config, (basic, bearer))
 
     @app.get("/_sim/snapshot")
     def snapshot():

@@ -36,6 +36,7 @@ log = logging.getLogger("ticketlens.helpdesk")
 
 EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
 RATINGS_PATH = "/api/v2/satisfaction_ratings"
+SURVEY_RESPONSES_PATH = "/api/v2/guide/survey_responses"
 UPDATE_MANY_PATH = "/api/v2/tickets/update_many.json"
 MAX_UPDATE_MANY = 100
 USER_AGENT = "ticketlens/0.1"
@@ -564,6 +565,45 @@ class HelpdeskClient:
                     f"repeating ratings. Check the helpdesk (TICKETLENS_HELPDESK_BASE_URL={self.base_url})."
                 )
             url, params = self._follow(nxt), None
+
+    def export_survey_responses(self, *, created_after_ms: int | None = None, next_url: str | None = None,
+                                page_size: int = 100) -> Iterator[RatingPage]:
+        """Current-CSAT survey responses (``GET /api/v2/guide/survey_responses``, admin-only), oldest first.
+
+        Filtered on ``filter[created_at_start]`` (unix milliseconds) and paged with ``page[after]`` from
+        ``meta.after_cursor`` (the Help Center pagination, which has no ``links.next``). ``next_url`` resumes
+        from a stored page URL; it must be on the configured host. Each page is a ``RatingPage`` whose
+        ``ratings`` are raw survey responses (``models.csat_api`` normalises them).
+        """
+        if (created_after_ms is None) == (next_url is None):
+            raise ValueError("export_survey_responses needs exactly one of created_after_ms or next_url")
+        base = {"page[size]": page_size, "sort": "id"}
+        if next_url is not None:
+            url, params = self._follow(next_url), None
+        else:
+            url, params = SURVEY_RESPONSES_PATH, {**base, "filter[created_at_start]": int(created_after_ms)}
+        seen: set[str] = set()
+        while True:
+            body, requested = self._request("GET", url, params=params, cursor_request=params is None,
+                                             validate=_require_list("survey_responses"))
+            meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+            after = meta.get("after_cursor")
+            has_more = bool(meta.get("has_more")) and isinstance(after, str) and bool(after)
+            nxt = None
+            if has_more:
+                query = dict(httpx.URL(requested).params)
+                query["page[after]"] = after
+                nxt = str(httpx.URL(SURVEY_RESPONSES_PATH, params=query))
+            yield RatingPage(ratings=body["survey_responses"], next_url=nxt, has_more=has_more, url=requested)
+            if not has_more or nxt is None:
+                return
+            if nxt in seen:
+                raise MalformedPageError(
+                    f"GET {SURVEY_RESPONSES_PATH}: meta.after_cursor repeats a page already read; stopping instead "
+                    f"of repeating survey responses (TICKETLENS_HELPDESK_BASE_URL={self.base_url})."
+                )
+            seen.add(nxt)
+            url, params = nxt, None
 
     def _list_all(self, path: str, key: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every row of a small dimension endpoint: cursor pagination, tolerating offset-style ``next_page``."""

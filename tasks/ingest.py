@@ -178,6 +178,7 @@ class StreamSummary:
     updated: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    not_ratings: int = 0  # CSAT streams: offered/unoffered/skipped surveys (loaded, never good or bad)
     checks: dict[str, int] = field(default_factory=dict)
     end_of_stream: bool = False
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +57,14 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Longest Retry-After honoured before giving up on a request."
     )
     helpdesk_csat_page_size: int = Field(100, gt=0, le=100)
+    helpdesk_csat_api: Literal["auto", "satisfaction_ratings", "survey_responses", "both"] = Field(
+        "auto", description="CSAT API(s) to read: auto (both; one the account lacks is skipped and the ingest summary "
+        "says which is used), satisfaction_ratings (legacy), survey_responses (current CSAT), both (strict).",
+    )
+    csat_survey_lookback_hours: int = Field(
+        48, ge=0, description="Survey responses are re-read from this long before the last one seen (answers can "
+        "change until a response expires).",
+    )
     helpdesk_support_type_scope: str | None = Field(
         "all", description="support_type_scope sent with the incremental export ('all' includes tickets handled by "
         "AI agents); empty = not sent.",

@@ -156,6 +156,8 @@ def test_multi_valued_contact_reasons_weigh_one_ticket_in_total():
     assert by.loc["account.password_reset", "matched_share"] == 1.0
     assert by.loc["account.two_factor", "matched_share"] == pytest.approx(30 / 35)
     assert options["tickets"].sum() == 40  # every ticket weighs 1 in total
+    pair = confusion[(confusion["selected"] == "account.two_factor") & (confusion["actual"] == "account.password_reset")]
+    assert pair["tickets"].tolist() == [5]
 
 
 LEGACY_RATINGS = {"satisfaction_ratings": [
