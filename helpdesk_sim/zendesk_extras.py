@@ -81,9 +81,11 @@ def contact_reason_value(state: SimState, t: TicketSpec) -> Any:
 
 
 def extra_custom_fields(t: TicketSpec) -> dict[int, Any]:
-    """Typed values Zendesk sends for other field types: a checkbox, a decimal and a date field."""
+    """Typed values Zendesk sends for other field types (a checkbox, a decimal and a date field), and the
+    write-back fields, empty until written (Zendesk lists every custom field of a ticket, null when unset)."""
     day = time.strftime("%Y-%m-%d", time.gmtime(t.created_at))
-    return {CHECKBOX_FIELD: t.id % 4 == 0, DECIMAL_FIELD: round((t.id % 500) * 1.25, 2), DATE_FIELD: day}
+    return {CHECKBOX_FIELD: t.id % 4 == 0, DECIMAL_FIELD: round((t.id % 500) * 1.25, 2), DATE_FIELD: day,
+            **dict.fromkeys(WRITEBACK_FIELDS)}
 
 
 def extra_ticket_fields(base_url: str, state: SimState) -> list[dict[str, Any]]:

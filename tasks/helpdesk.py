@@ -242,6 +242,7 @@ class HelpdeskClient:
             )
         self._origin = (parts.scheme, parts.netloc.lower())
         self._auth_header = self._authorization(email, api_token, oauth_token)
+        self.last_headers: httpx.Headers = httpx.Headers()
         self.max_retries = max(0, int(max_retries))
         self.backoff_base, self.backoff_max, self.max_retry_after = backoff_base, backoff_max, max_retry_after
         # Sent with every incremental export: without "all", Zendesk may leave out tickets handled by AI agents.
@@ -358,6 +359,7 @@ class HelpdeskClient:
                 if write:
                     raise ambiguous(f"connection lost ({type(exc).__name__})") from None
                 raise _Retryable(f"connection error ({type(exc).__name__})") from None
+            self.last_headers = response.headers  # rate-limit headers for the preflight check (tasks.preflight)
             try:
                 body = self._parse(response, path, cursor_request)
                 if validate is not None:
@@ -641,6 +643,11 @@ class HelpdeskClient:
         body, _ = self._request("GET", "/api/v2/tickets/show_many.json",
                                 params={"ids": ",".join(str(int(i)) for i in ids)}, validate=_require_list("tickets"))
         return [t for t in body["tickets"] if isinstance(t, dict)]
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One GET with the client's pacing, retries and error mapping (the preflight check's probes)."""
+        body, _ = self._request("GET", path, params=params)
+        return body
 
     # ----------------------------------------------------------------------------------------- writes
 
