@@ -61,3 +61,15 @@ def channel_name(value: Any) -> tuple[str | None, bool]:
         return channel_name(int(text))
     text = text[:MAX_CHANNEL_CHARS]
     return text, text.lower() in KNOWN_CHANNELS
+
+
+def unknown_channels(records) -> dict[str, Any]:
+    """Stored name → raw value of every channel in a page that is not a documented via type or id."""
+    out: dict[str, Any] = {}
+    for rec in records:
+        via = rec.get("via") if isinstance(rec, dict) else None
+        if isinstance(via, dict) and via.get("channel") is not None:
+            name, known = channel_name(via["channel"])
+            if not known:
+                out.setdefault(str(name), via["channel"])
+    return out

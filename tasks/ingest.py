@@ -27,6 +27,7 @@ from models.records import (
     payload_sha256,
     text_anomalies,
 )
+from models.zendesk_via import unknown_channels
 from tasks.helpdesk import CursorRejectedError, HelpdeskClient, RatingPage, TicketPage
 from tasks.settings import Settings
 from tasks.warehouse.engine import describe_url, get_engine, migrate
@@ -215,6 +216,18 @@ def log_text_anomalies(records: Sequence[Mapping[str, Any]], max_chars: int) -> 
     return found
 
 
+_LOGGED_CHANNELS: set[str] = set()
+
+
+def log_unknown_channels(records: Sequence[Mapping[str, Any]]) -> None:
+    """One info line per undocumented via.channel value per process: stored as is, never quarantined."""
+    for name, raw in unknown_channels(records).items():
+        if name not in _LOGGED_CHANNELS:
+            _LOGGED_CHANNELS.add(name)
+            get_run_logger().info("Undocumented via.channel %r: stored as %r (channels never quarantine a ticket; "
+                                  "models/zendesk_via.py lists the documented ones).", raw, name)
+
+
 # ----------------------------------------------------------------------------------------------- tasks
 
 
@@ -314,6 +327,7 @@ def validate_ticket_page(settings: Settings, page: TicketPage, field_map: FieldM
     from tasks.validation import validate_batch
 
     log_text_anomalies(page.tickets, settings.max_text_chars)
+    log_unknown_channels(page.tickets)
     frame = normalize_tickets(page.tickets, page.metric_sets, field_map)
     return validate_batch(
         TICKET_STREAM, frame, max_failure_share=settings.validation_max_failure_share,
