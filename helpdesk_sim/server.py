@@ -101,6 +101,7 @@ class SimConfig:
     # Zendesk's job queue limit: more queued/running jobs than this → 429 on update_many (0 = no limit).
     max_queued_jobs: int = 30
     job_run_seconds: float = 1.0  # wall-clock seconds after which an unpolled job counts as finished
+    export_exclude_recent_seconds: int = 60  # the export leaves out changes from the last minute (as Zendesk does)
     # Zendesk-documented behaviour (helpdesk_sim.zendesk_extras):
     user_role: str = "admin"  # role of the demo credentials' user; export/ratings/survey responses need admin
     csat_api: str = "satisfaction_ratings"  # satisfaction_ratings | survey_responses | both (switched mid-way)
@@ -354,7 +355,8 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         q = request.query_params
         per_page = min(int(q.get("per_page", 1000)), 1000)
         with state.lock:
-            now, faults = state.now, state.faults
+            # Zendesk leaves the most recent minute's changes out of the export (they come with a later request).
+            now, faults = state.now - config.export_exclude_recent_seconds, state.faults
             if "cursor" in q:
                 decoded = decode_cursor(q["cursor"], 2)
                 if faults.reject_cursors or decoded is None:
@@ -610,14 +612,17 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
 
     @app.get("/_sim/snapshot")
     def snapshot():
-        """The source of truth at the clock: every visible ticket's version and status, every rating's."""
+        """The source of truth at the clock: every ticket's version and status as the export can show it (the
+        last minute's changes excluded), every rating's."""
         with state.lock:
             now = state.now
+            horizon = now - config.export_exclude_recent_seconds  # what the export can show (tickets)
             tickets = []
             for t in dataset.tickets:
-                if t.created_at > now:
+                if t.created_at > horizon:
                     break
-                tickets.append({"id": t.id, "updated_at": state.updated_at(t.id, now), "status": state.status_at(t, now)})
+                tickets.append({"id": t.id, "updated_at": state.updated_at(t.id, horizon),
+                                "status": state.status_at(t, horizon)})
             ratings = [{"id": r[1], "updated_at": r[0], "score": r[2]["score"]} for r in state.visible_ratings(now)]
         return json_response({"now": now, "tickets": tickets, "ratings": ratings})
 
