@@ -185,3 +185,93 @@ def test_documented_legacy_ratings_parse_and_offered_is_not_a_rating():
     assert outcome.quarantined.empty and len(outcome.valid) == 4
     verdict = score_is_bad(frame["score"])
     assert verdict.isna().tolist() == [False, False, True, True]  # offered/unoffered: neither good nor bad
+
+
+# The List Survey Responses example from the CSAT survey responses reference (current CSAT).
+SURVEY_RESPONSES = {"meta": {"after_cursor": "MW", "before_cursor": "MQ", "has_more": False}, "survey_responses": [{
+    "answers": [
+        {"created_at": "2024-08-14T12:00:00.000Z", "rating": 1, "rating_category": "bad", "type": "rating_scale",
+         "question": {"id": "01J1WBE8QR0YQVE373K2JDJR0F", "sub_type": "customer_satisfaction",
+                      "type": "rating_scale_numeric"}, "updated_at": "2024-08-14T12:00:00.000Z"},
+        {"created_at": "2024-08-14T12:00:00.000Z", "question": {"id": "01J1WBGX1BR4ECKTS87CRJTXSF",
+                                                               "type": "closed_ended"},
+         "selections": [{"option_id": "01J1WBKRG57E6M8C1145EXJ535", "type": "predefined"}], "type": "closed_ended",
+         "updated_at": "2024-08-14T12:00:00.000Z"},
+        {"created_at": "2024-08-14T12:00:00.000Z", "question": {"id": "01J1WBNS76ZC4TTFWP9RCNQ1S8",
+                                                               "type": "open_ended"},
+         "type": "open_ended", "updated_at": "2024-08-14T12:00:00.000Z",
+         "value": "I had to repeatedly answer the same questions."},
+        {"created_at": "2024-08-14T12:00:00.000Z", "question": {"id": "01J1WBSAZWVY2XR1EFZKS3CM13",
+                                                               "type": "open_ended"},
+         "type": "skipped", "updated_at": "2024-08-14T12:00:00.000Z"}],
+    "expires_at": "2024-08-14T12:00:00.000Z", "id": "01J1WB51MG6HXTYWE6Q0C93RNW", "responder_id": 4398080151295,
+    "subject_zrns": ["zen:ticket:99"], "subjects": [{"id": "99", "type": "ticket", "zrn": "zen:ticket:99"}],
+    "survey": {"id": "01J58KJ9RAE0D2EK7HRVM7Z8F2", "state": "enabled", "version": 3}}]}
+
+
+def test_documented_survey_response_parses_into_a_rating_row():
+    from models.csat_api import normalize_survey_responses, survey_response_row_id
+    from tasks.validation import validate_batch
+
+    frame = normalize_survey_responses(SURVEY_RESPONSES["survey_responses"])
+    outcome = validate_batch("csat_survey_responses", frame, max_failure_share=1.0, max_text_chars=1_000_000)
+    assert outcome.quarantined.empty
+    row = outcome.valid.iloc[0]
+    assert row["ticket_id"] == 99 and row["score"] == "bad" and row["rating"] == 1
+    assert row["comment"] == "I had to repeatedly answer the same questions."
+    assert row["source_id"] == "01J1WB51MG6HXTYWE6Q0C93RNW" and row["id"] == survey_response_row_id(row["source_id"])
+    assert row["id"] < 0 and row["requester_id"] == 4398080151295
+    # Variants: only subject_zrns, a skipped rating (not a rating), and a conversation without a ticket.
+    only_zrn = copy.deepcopy(SURVEY_RESPONSES["survey_responses"][0])
+    only_zrn.pop("subjects")
+    only_zrn["id"] = "01J1WB51MG6HXTYWE6Q0C93RNX"
+    only_zrn["answers"][0] = {"type": "skipped", "question": only_zrn["answers"][0]["question"],
+                              "created_at": "2024-08-15T12:00:00.000Z", "updated_at": "2024-08-15T12:00:00.000Z"}
+    frame = normalize_survey_responses([only_zrn])
+    assert frame.loc[0, "ticket_id"] == 99 and frame.loc[0, "score"] == "skipped"
+    from models.csat_api import not_a_rating
+
+    assert not_a_rating(frame["score"]) == 1
+
+
+def test_client_sends_support_type_scope_and_pages_survey_responses():
+    import httpx
+
+    from tasks.helpdesk import HelpdeskClient
+
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        if request.url.path.endswith("cursor.json"):
+            return httpx.Response(200, json={"tickets": [], "end_of_stream": True, "after_cursor": None})
+        if "page[after]" not in request.url.params:
+            body = copy.deepcopy(SURVEY_RESPONSES)
+            body["meta"] = {"has_more": True, "after_cursor": "MW", "before_cursor": None}
+            return httpx.Response(200, json=body)
+        return httpx.Response(200, json={"survey_responses": [], "meta": {"has_more": False}})
+
+    client = HelpdeskClient("https://acme.zendesk.test", email="a@b.c", api_token="t", support_type_scope="all",
+                            transport=httpx.MockTransport(handler), requests_per_minute=None,
+                            export_requests_per_minute=None)
+    list(client.export_tickets(start_time=0))
+    assert seen[0].params["support_type_scope"] == "all"
+    pages = list(client.export_survey_responses(created_after_ms=1_700_000_000_000))
+    assert [len(p.ratings) for p in pages] == [1, 0]
+    assert seen[1].params["filter[created_at_start]"] == "1700000000000"
+    assert seen[2].params["page[after]"] == "MW" and seen[2].params["filter[created_at_start]"] == "1700000000000"
+
+
+def test_a_403_asks_for_an_admin_token():
+    import httpx
+
+    from tasks.helpdesk import HelpdeskAuthError, HelpdeskClient
+
+    forbidden = {"error": "Forbidden", "description": "You do not have access to this page."}
+    client = HelpdeskClient("https://acme.zendesk.test", email="a@b.c", api_token="secret-token",
+                            transport=httpx.MockTransport(lambda r: httpx.Response(403, json=forbidden)),
+                            requests_per_minute=None, export_requests_per_minute=None)
+    with pytest.raises(HelpdeskAuthError, match="admin-only") as err:
+        next(client.export_tickets(start_time=0))
+    assert "admin role" in str(err.value) and "secret-token" not in str(err.value)
+    assert "agent or admin" not in str(err.value)
