@@ -249,7 +249,8 @@ class SimState:
         changed = r.updated_at <= now
         score = r.score if changed else ({"good": "bad", "bad": "good"}.get(r.score, r.score))
         return {
-            "id": r.id, "url": f"/api/v2/satisfaction_ratings/{r.id}.json", "assignee_id": r.assignee_id,
+            "id": r.id, "url": f"http://{self.config.host}:{self.config.port}/api/v2/satisfaction_ratings/{r.id}.json",
+            "assignee_id": r.assignee_id,
             "group_id": r.group_id, "requester_id": t.requester_id, "ticket_id": t.id, "score": score,
             "created_at": iso(r.created_at), "updated_at": iso(r.updated_at if changed else r.created_at),
             "comment": r.comment if changed else None, "reason": r.reason if changed else None,
@@ -463,6 +464,9 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
                 return json_response({"error": "InvalidPaginationParameter"}, 422)
             offset = decoded[0]
         page, more = items[offset: offset + size], offset + size < len(items)
+        base = str(request.base_url).rstrip("/")  # Zendesk's url fields are absolute
+        page = [{**item, "url": base + item["url"]} if str(item.get("url", "")).startswith("/") else item
+                for item in page]
         after = encode_cursor(offset + size) if more else None
         nxt = f"{request.base_url}{request.url.path.lstrip('/')}?page[size]={size}&page[after]={after}" \
             if more else None
