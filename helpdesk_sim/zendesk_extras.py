@@ -264,11 +264,11 @@ class _ZendeskEdge:
                                     (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
             return None
-        extra = self._rate_headers(path.startswith("/api/v2/incremental/"))
+        export = path.startswith("/api/v2/incremental/")
 
         async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                message = dict(message, headers=list(message.get("headers", [])) + extra)
+            if message["type"] == "http.response.start":  # after the request was counted against the limits
+                message = dict(message, headers=list(message.get("headers", [])) + self._rate_headers(export))
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
