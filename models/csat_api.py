@@ -9,7 +9,9 @@
   up): one survey response per ticket with a string (ULID) id, ``subjects``/``subject_zrns`` naming the ticket
   (``zen:ticket:99``), ``responder_id``, and ``answers``: a ``rating_scale`` answer (``rating`` on the survey's
   scale and ``rating_category`` good/neutral/bad), ``open_ended`` comments, ``closed_ended`` selections, or
-  ``skipped``. A response becomes a row with ``score`` = the rating category (so ``neutral`` is neither good nor
+  ``skipped``. A response is created when the survey is offered and answered later (until it expires), so a
+response may have no answers yet: its times then come from its ULID id, and it is ``skipped`` until answered.
+A response becomes a row with ``score`` = the rating category (so ``neutral`` is neither good nor
   bad), ``rating`` = the number, ``comment`` = the open-ended answer, ``source_id`` = the ULID and ``id`` a
   stable negative 60-bit integer derived from it (legacy ids are positive, so the two never collide). A
   response whose rating question was skipped gets ``score`` = ``skipped``: not a rating, counted like
@@ -40,6 +42,23 @@ SURVEY_COLUMNS = (
 def survey_response_row_id(source_id: str) -> int:
     """A stable warehouse id for a survey response's string id: negative, 60 bits of its SHA-256."""
     return -int(hashlib.sha256(source_id.encode()).hexdigest()[:15], 16)
+
+
+_CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
+
+
+def ulid_time(value: str | None) -> pd.Timestamp | None:
+    """The creation time a ULID encodes (its first 10 base-32 characters are unix milliseconds), else None."""
+    if not value or len(value) != 26:
+        return None
+    ms = 0
+    for char in value[:10].upper():
+        if char not in _CROCKFORD:
+            return None
+        ms = ms * 32 + _CROCKFORD[char]
+    if not 0 < ms < 2**47:
+        return None
+    return pd.Timestamp(ms, unit="ms", tz="UTC")
 
 
 def _ticket_id(rec: Mapping[str, Any]) -> tuple[int | None, bool]:
@@ -116,8 +135,10 @@ def normalize_survey_responses(records: Sequence[Any]) -> pd.DataFrame:
         updated = [_as_timestamp(a.get("updated_at"))[0] for a in answers if isinstance(a, Mapping)]
         created = [t for t in created if t is not None]
         updated = [t for t in updated if t is not None] or created
-        row["created_at"] = min(created) if created else None
-        row["updated_at"] = max(updated) if updated else None
+        # A response offered but not answered yet may have no answer times: its ULID id encodes its creation.
+        minted = ulid_time(row["source_id"])
+        row["created_at"] = min(created) if created else minted
+        row["updated_at"] = max(updated) if updated else minted
         for name in ("id", "ticket_id", "score", "created_at", "updated_at"):
             if row.get(name) is not None:
                 present.add(name)

@@ -62,8 +62,8 @@ class Settings(BaseSettings):
         "says which is used), satisfaction_ratings (legacy), survey_responses (current CSAT), both (strict).",
     )
     csat_survey_lookback_hours: int = Field(
-        48, ge=0, description="Survey responses are re-read from this long before the last one seen (answers can "
-        "change until a response expires).",
+        168, ge=0, description="Survey responses are re-read from this long before the last one seen: a response is "
+        "created when the survey is offered and answered (or changed) later, until it expires.",
     )
     helpdesk_support_type_scope: str | None = Field(
         "all", description="support_type_scope sent with the incremental export ('all' includes tickets handled by "

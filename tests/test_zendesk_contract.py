@@ -232,6 +232,14 @@ def test_documented_survey_response_parses_into_a_rating_row():
     from models.csat_api import not_a_rating
 
     assert not_a_rating(frame["score"]) == 1
+    # Offered, not answered yet: no answers at all. Its times come from the ULID (2024-07-03), it is no rating,
+    # and it is not quarantined.
+    offered = {k: v for k, v in SURVEY_RESPONSES["survey_responses"][0].items() if k != "answers"}
+    offered["answers"] = []
+    outcome = validate_batch("csat_survey_responses", normalize_survey_responses([offered]),
+                             max_failure_share=1.0, max_text_chars=1_000_000)
+    assert outcome.quarantined.empty and outcome.valid.iloc[0]["score"] == "skipped"
+    assert outcome.valid.iloc[0]["created_at"] == pd.Timestamp(1720011884176, unit="ms", tz="UTC")
 
 
 def test_client_sends_support_type_scope_and_pages_survey_responses():
