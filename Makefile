@@ -7,7 +7,7 @@ export DO_NOT_TRACK ?= 1
 # No internet here: a Prefect server that tries to send telemetry logs an ERROR line on every start.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test lint unit bench bench-accuracy fuzz fault-suite sim up down status deploy clean reset
+.PHONY: install demo test lint unit bench bench-accuracy fuzz fault-suite sim up down status deploy clean reset check-helpdesk
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
@@ -24,6 +24,11 @@ test: install lint
 
 lint: install
 	$(UV) run ruff check .
+
+## Preflight: is the helpdesk in TICKETLENS_* (or .env) ready for TicketLens? Reads only; pass/fail table.
+## Add ARGS="--write-check TICKET_ID" to also prove the write-back fields are writable (writes current values).
+check-helpdesk: install
+	$(UV) run ticketlens doctor $(ARGS)
 
 ## Benchmarks (print results tables).
 bench: install

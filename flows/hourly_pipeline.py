@@ -96,14 +96,17 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> tuple[dict,
         "# Hourly pipeline",
         "",
         f"- window: {window}" + (" — ingest re-extracted from its start" if explicit else ""),
-        f"- ingest: {ingested['tickets']['fetched']} tickets, {ingested['satisfaction_ratings']['fetched']} ratings",
+        f"- ingest: {ingested['tickets']['fetched']} tickets, {ingested['satisfaction_ratings']['fetched']} ratings"
+        + (f", {ingested['csat_survey_responses']['fetched']} CSAT survey responses"
+           if "csat_survey_responses" in ingested else ""),
         f"- scored {scored['scored']} new tickets with {settings.model_name} v{scored['model_version']}, "
         f"{in_window['scored']} more updated in the window that had no current prediction",
         f"- not re-scored: {scored['echoes']} write-back echoes (only TicketLens's own tags/fields changed), "
         f"{scored['unchanged_inputs']} changed in fields scoring does not read",
         f"- write-back: {planned} planned, {pushed['submitted']} submitted, {pushed['failed']} failed to submit, "
         f"{pushed['in_doubt']} sent without a clear answer (read back next run), "
-        f"{polled['done']} confirmed, {polled['failed']} rejected by the helpdesk, {polled['open_jobs']} jobs open"
+        f"{polled['done']} confirmed, {polled['failed']} rejected by the helpdesk, {polled['open_jobs']} jobs open, "
+        f"{polled.get('settled_by_read_back', 0)} settled by reading tickets back (job status expired or overdue)"
         + (f", dry run: {pushed['dry_run']} would be pushed" if pushed["dry_run"] else ""),
         f"- write-back state: {states}",
         spike_line,

@@ -14,7 +14,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from models.csat_api import not_a_rating
 from models.windows import as_utc
+from tasks.csat_survey import SURVEY_STREAM, csat_plan, fetch_survey_page, validate_survey_page
 from tasks.ingest import (
     RATING_STREAM,
     TICKET_STREAM,
@@ -67,11 +69,18 @@ def ingest(start_time: datetime | None = None, max_pages: int | None = None) -> 
 
 def _ingest(settings: Settings, start_time, max_pages, run_id) -> dict[str, dict]:
     field_map = load_dimensions(settings)
-    summaries = [
-        ingest_tickets(settings, field_map, start_time, max_pages, run_id),
-        ingest_ratings(settings, start_time, max_pages, run_id),
-    ]
-    publish_summary(summaries, settings)
+    plan = csat_plan(settings.helpdesk_csat_api)
+    summaries = [ingest_tickets(settings, field_map, start_time, max_pages, run_id)]
+    # The legacy stream's summary is always there (zero when not read): callers read its counts.
+    summaries.append(ingest_ratings(settings, start_time, max_pages, run_id) if plan.legacy
+                     else StreamSummary(RATING_STREAM, end_of_stream=True))
+    unavailable = None
+    if plan.survey:
+        survey, unavailable = ingest_survey_responses(settings, start_time, max_pages, run_id, plan.strict_survey)
+        if survey is not None:
+            summaries.append(survey)
+    csat = csat_api_report(settings.helpdesk_csat_api, summaries, plan, unavailable)
+    publish_summary(summaries, settings, notes=[csat["line"]])
     loops = [s for s in summaries if s.stopped and s.stopped.startswith("repeated")]
     if loops:
         raise PaginationLoopError(
@@ -79,7 +88,9 @@ def _ingest(settings: Settings, start_time, max_pages, run_id) -> dict[str, dict
             + ". The helpdesk is paginating in a circle; what was read is committed and the run lock released. "
             "Check the helpdesk (TICKETLENS_HELPDESK_BASE_URL) before the next run, which resumes from that cursor."
         )
-    return {s.stream: {k: v for k, v in vars(s).items() if k != "checks"} for s in summaries}
+    result = {s.stream: {k: v for k, v in vars(s).items() if k != "checks"} for s in summaries}
+    result["csat_api"] = csat
+    return result
 
 
 def ingest_tickets(settings: Settings, field_map, start_time, max_pages, run_id) -> StreamSummary:
@@ -130,6 +141,7 @@ def ingest_ratings(settings: Settings, start_time, max_pages, run_id) -> StreamS
             next_cursor=next_cursor, watermark=outcome.watermark, run_id=run_id,
         )
         summary.add(len(page.ratings), counts, quarantined, outcome.checks)
+        summary.not_ratings += not_a_rating(outcome.valid["score"]) if len(outcome.valid) else 0
         if not page.has_more:
             summary.end_of_stream = True
             break
@@ -149,10 +161,68 @@ def _short(cursor: str | None) -> str:
     return text if len(text) <= 80 else text[:77] + "...'"
 
 
-def publish_summary(summaries: list[StreamSummary], settings: Settings) -> None:
+def ingest_survey_responses(settings: Settings, start_time, max_pages, run_id,
+                            strict: bool) -> tuple[StreamSummary | None, str | None]:
+    """Current-CSAT survey responses → ``csat_ratings`` (``source = survey_responses``), page by page.
+
+    Returns (None, why) when the account has no survey-responses API and the setting allows skipping it.
+    """
+    summary = StreamSummary(SURVEY_STREAM)
+    state = read_stream_state(settings.warehouse_url, SURVEY_STREAM)
+    position = resume_position(state, start_time, settings.ingest_initial_start_time)
+    budget = page_budget(settings, max_pages)
+    seen = {position.cursor} if position.cursor else set()
+    while summary.pages < budget:
+        page, unavailable = fetch_survey_page(settings, position, strict)
+        if page is None:
+            return None, unavailable
+        outcome, watermark, not_rated = validate_survey_page(settings, page)
+        counts, quarantined = load_page(
+            settings.warehouse_url, SURVEY_STREAM, page.ratings, outcome,
+            next_cursor=page.next_url if page.has_more else None,
+            watermark=watermark, run_id=run_id,  # save_stream_state only ever moves it forward
+        )
+        summary.add(len(page.ratings), counts, quarantined, outcome.checks)
+        summary.not_ratings += not_rated
+        if not page.has_more:
+            summary.end_of_stream = True
+            break
+        if page.next_url in seen:
+            summary.stopped = f"repeated after_cursor link {_short(page.next_url)} (a page already read in this run)"
+            break
+        seen.add(page.next_url)
+        position = Position(cursor=page.next_url)
+    else:
+        summary.stopped = f"page budget of {budget} reached"
+    return summary, None
+
+
+def csat_api_report(setting: str, summaries: list[StreamSummary], plan, unavailable: str | None) -> dict:
+    """Which CSAT API this account uses, as the ingest summary states it."""
+    by = {s.stream: s for s in summaries}
+    legacy, survey = by.get(RATING_STREAM), by.get(SURVEY_STREAM)
+    rated = {name: (s.fetched - s.not_ratings) for name, s in (("satisfaction_ratings", legacy),
+                                                                 ("survey_responses", survey)) if s is not None}
+    used = [name for name, n in rated.items() if n > 0]
+    parts = []
+    if plan.legacy and legacy is not None:
+        parts.append(f"legacy satisfaction_ratings: {legacy.fetched - legacy.not_ratings} ratings, "
+                     f"{legacy.not_ratings} offered/unoffered (not ratings)")
+    if survey is not None:
+        parts.append(f"survey_responses (current CSAT): {survey.fetched - survey.not_ratings} ratings, "
+                     f"{survey.not_ratings} skipped (not ratings)")
+    if unavailable:
+        parts.append(unavailable)
+    line = (f"CSAT API (TICKETLENS_HELPDESK_CSAT_API={setting}): this run found ratings in "
+            f"{' and '.join(used) if used else 'neither API (no new ratings)'} — " + "; ".join(parts))
+    return {"setting": setting, "used": used, "line": line,
+            "survey_available": plan.survey and unavailable is None}
+
+
+def publish_summary(summaries: list[StreamSummary], settings: Settings, notes: list[str] | None = None) -> None:
     """A table artifact of counts per stream, one of validation results, and a short markdown note."""
-    columns = ("stream", "pages", "fetched", "inserted", "updated", "unchanged", "quarantined", "end_of_stream",
-               "stopped")
+    columns = ("stream", "pages", "fetched", "inserted", "updated", "unchanged", "quarantined", "not_ratings",
+               "end_of_stream", "stopped")
     create_table_artifact(
         key="ingest-summary",
         table=[{c: getattr(s, c) for c in columns} for s in summaries],
@@ -173,6 +243,8 @@ def publish_summary(summaries: list[StreamSummary], settings: Settings) -> None:
             f"{s.unchanged} unchanged, {s.quarantined} quarantined"
             + ("" if s.end_of_stream else f" (stopped: {s.stopped or 'max_pages'}; the next run continues)")
         )
+    for note in notes or ():
+        lines.append(f"- {note}")
     if any(s.quarantined for s in summaries):
         lines += ["", "Quarantined rows keep their payload and failed checks in the `quarantine` table."]
     create_markdown_artifact(key="ingest-report", markdown="\n".join(lines), description="Ingest run summary")

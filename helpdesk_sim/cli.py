@@ -43,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--slow-ms", type=int, default=0)
     serve.add_argument("--email", default="demo@example.com")
     serve.add_argument("--api-token", default="demo-token")
+    serve.add_argument("--user-role", default="admin", choices=("admin", "agent"),
+                       help="role of the credentials' user (export and CSAT endpoints are admin-only)")
+    serve.add_argument("--csat-api", default="satisfaction_ratings",
+                       choices=("satisfaction_ratings", "survey_responses", "both"),
+                       help="which Zendesk CSAT API holds the ratings (both = switched at the data's midpoint)")
+    serve.add_argument("--multiselect-reasons", action="store_true", help="contact reason as a multiselect field")
+    serve.add_argument("--job-ttl-seconds", type=int, default=3600,
+                       help="simulated seconds a job status is kept (Zendesk: about an hour)")
     gen = sub.add_parser("generate", help="generate a dataset and write its ground truth as JSON")
     _dataset_args(gen)
     gen.add_argument("--out", required=True)
@@ -64,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host, port=args.port, email=args.email, api_token=args.api_token,
         clock=int(args.clock.timestamp()) if args.clock else None, requests_per_minute=args.requests_per_minute,
         export_requests_per_minute=args.export_requests_per_minute, retry_after=args.retry_after,
-        faults=Faults(error_rate=args.error_rate, slow_ms=args.slow_ms),
+        faults=Faults(error_rate=args.error_rate, slow_ms=args.slow_ms), user_role=args.user_role,
+        csat_api=args.csat_api, multiselect_reasons=args.multiselect_reasons, job_ttl_seconds=args.job_ttl_seconds,
     )
     app = create_app(dataset, config)
     print(f"helpdesk simulator on http://{args.host}:{args.port} ({len(dataset.tickets)} tickets, "

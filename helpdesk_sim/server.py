@@ -28,8 +28,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from helpdesk_sim.dataset import Dataset, RatingSpec, TicketSpec
+from helpdesk_sim.zendesk_extras import (
+    contact_reason_value,
+    extra_custom_fields,
+    legacy_ratings,
+    sim_channel,
+    ticket_fields,
+)
+from helpdesk_sim.zendesk_extras import install as install_zendesk_extras
 
 INFINITY = 2**62
+RATE_LIMITED = {"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}
 
 
 def iso(ts: int) -> str:
@@ -87,6 +96,18 @@ class SimConfig:
     rate_window_seconds: float = 60.0  # the limits above count requests over this window (tests shorten it)
     fault_seed: int = 0
     job_polls_before_complete: int = 1
+    # Zendesk keeps a job status about one hour: after this many seconds of the simulated clock it is a 404.
+    job_ttl_seconds: int = 3600
+    # Zendesk's job queue limit: more queued/running jobs than this → 429 on update_many (0 = no limit).
+    max_queued_jobs: int = 30
+    job_run_seconds: float = 1.0  # wall-clock seconds after which an unpolled job counts as finished
+    export_exclude_recent_seconds: int = 60  # the export leaves out changes from the last minute (as Zendesk does)
+    # Zendesk-documented behaviour (helpdesk_sim.zendesk_extras):
+    user_role: str = "admin"  # role of the demo credentials' user; export/ratings/survey responses need admin
+    csat_api: str = "satisfaction_ratings"  # satisfaction_ratings | survey_responses | both (switched mid-way)
+    offered_share: float = 0.1  # share of solved, unrated tickets with an offered/unoffered legacy record
+    channel_ids: bool = True  # some chat/mobile tickets carry their via id (29/56) instead of the name
+    multiselect_reasons: bool = False  # the contact-reason field is a multiselect (lists of options)
     faults: Faults = field(default_factory=Faults)
 
 
@@ -122,9 +143,11 @@ class SimState:
 
     def _static_json(self, t: TicketSpec) -> dict[str, Any]:
         return {
-            "id": t.id, "url": f"/api/v2/tickets/{t.id}.json", "external_id": None, "created_at": iso(t.created_at),
+            "id": t.id, "url": f"http://{self.config.host}:{self.config.port}/api/v2/tickets/{t.id}.json",
+            "external_id": None, "created_at": iso(t.created_at),
             "subject": t.subject, "raw_subject": t.subject, "description": t.description, "priority": t.priority,
-            "type": t.type, "via": {"channel": t.channel, "source": {}}, "requester_id": t.requester_id,
+            "type": t.type, "via": {"channel": sim_channel(t, self.config), "source": {}},
+            "requester_id": t.requester_id,
             "submitter_id": t.submitter_id, "organization_id": t.organization_id,
         }
 
@@ -153,8 +176,9 @@ class SimState:
                 tags.append(tag)
         tags = [tag for tag in tags if tag not in overlay.get("tags_removed", set())]
         custom = {
-            self.ds.contact_reason_field_id: t.contact_reason,
+            self.ds.contact_reason_field_id: contact_reason_value(self, t),
             self.ds.confirmed_category_field_id: t.confirmed_category if status in ("solved", "closed") else None,
+            **extra_custom_fields(t),
             **overlay.get("custom_fields", {}),
         }
         body.update(
@@ -225,7 +249,8 @@ class SimState:
         changed = r.updated_at <= now
         score = r.score if changed else ({"good": "bad", "bad": "good"}.get(r.score, r.score))
         return {
-            "id": r.id, "url": f"/api/v2/satisfaction_ratings/{r.id}.json", "assignee_id": r.assignee_id,
+            "id": r.id, "url": f"http://{self.config.host}:{self.config.port}/api/v2/satisfaction_ratings/{r.id}.json",
+            "assignee_id": r.assignee_id,
             "group_id": r.group_id, "requester_id": t.requester_id, "ticket_id": t.id, "score": score,
             "created_at": iso(r.created_at), "updated_at": iso(r.updated_at if changed else r.created_at),
             "comment": r.comment if changed else None, "reason": r.reason if changed else None,
@@ -233,7 +258,7 @@ class SimState:
 
     def visible_ratings(self, now: int) -> list[tuple[int, int, dict[str, Any]]]:
         out = []
-        for r, t in self.ratings:
+        for r, t in legacy_ratings(self):  # legacy-era ratings and offered/unoffered records (zendesk_extras)
             body = self.rating_json(r, t, now)
             if body is not None:
                 updated = r.updated_at if r.updated_at <= now else r.created_at
@@ -263,6 +288,13 @@ class SimState:
         return True
 
     # ------------------------------------------------------------------------------------------ limits
+
+    def queued_jobs(self) -> int:
+        """Jobs still queued or running: neither polled to completion nor past their (wall-clock) run time."""
+        now = time.monotonic()
+        return sum(1 for job in self.jobs.values()
+                   if job["polls"] < self.config.job_polls_before_complete
+                   and now - job["started"] < self.config.job_run_seconds)
 
     def over_limit(self, kind: str, per_minute: int | None) -> bool:
         if not per_minute:
@@ -305,11 +337,11 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             )
             if limited:
                 state.stats["rate_limited"] += 1
-                return json_response({"error": "APIRateLimitExceeded"}, 429, {"Retry-After": config.retry_after})
+                return json_response(RATE_LIMITED, 429, {"Retry-After": config.retry_after})
             if faults.rate_limit_storm > 0:
                 faults.rate_limit_storm -= 1
                 state.stats["rate_limited"] += 1
-                return json_response({"error": "APIRateLimitExceeded"}, 429, {"Retry-After": config.retry_after})
+                return json_response(RATE_LIMITED, 429, {"Retry-After": config.retry_after})
             if faults.error_burst > 0:
                 faults.error_burst -= 1
                 state.stats["errors_served"] += 1
@@ -324,7 +356,8 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         q = request.query_params
         per_page = min(int(q.get("per_page", 1000)), 1000)
         with state.lock:
-            now, faults = state.now, state.faults
+            # Zendesk leaves the most recent minute's changes out of the export (they come with a later request).
+            now, faults = state.now - config.export_exclude_recent_seconds, state.faults
             if "cursor" in q:
                 decoded = decode_cursor(q["cursor"], 2)
                 if faults.reject_cursors or decoded is None:
@@ -408,7 +441,8 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         if "page[after]" in q:
             pos = decode_cursor(q["page[after]"], 2)
             if pos is None or state.faults.reject_cursors:
-                return json_response({"error": "InvalidPaginationParameter"}, 422)
+                return json_response({"error": "InvalidPaginationParameter",
+                                      "description": "page[after] is invalid or expired"}, 422)
             rows = [r for r in rows if (r[0], r[1]) > pos]
         page, more = rows[:size], len(rows) > size
         after = encode_cursor(page[-1][0], page[-1][1]) if page else None
@@ -430,6 +464,9 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
                 return json_response({"error": "InvalidPaginationParameter"}, 422)
             offset = decoded[0]
         page, more = items[offset: offset + size], offset + size < len(items)
+        base = str(request.base_url).rstrip("/")  # Zendesk's url fields are absolute
+        page = [{**item, "url": base + item["url"]} if str(item.get("url", "")).startswith("/") else item
+                for item in page]
         after = encode_cursor(offset + size) if more else None
         nxt = f"{request.base_url}{request.url.path.lstrip('/')}?page[size]={size}&page[after]={after}" \
             if more else None
@@ -448,7 +485,7 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
 
     @app.get("/api/v2/ticket_fields.json")
     def list_ticket_fields(request: Request):
-        return listing(request, "ticket_fields", dataset.ticket_fields)
+        return listing(request, "ticket_fields", ticket_fields(state, str(request.base_url).rstrip("/")))
 
     @app.get("/api/v2/tickets/show_many.json")
     def show_many(request: Request):
@@ -483,6 +520,11 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         if len(updates) > 100:
             return json_response({"error": "TooManyValues", "description": "at most 100 tickets per request"}, 400)
         with state.lock:
+            if config.max_queued_jobs and state.queued_jobs() >= config.max_queued_jobs:
+                state.stats["rate_limited"] += 1
+                return json_response({"error": "TooManyJobs", "description": (
+                    f"Number of allowed queued jobs ({config.max_queued_jobs}) has been reached. Please wait for "
+                    f"the jobs to finish before enqueuing more.")}, 429, {"Retry-After": config.retry_after})
             results = []
             for tid, update in updates:
                 ok = state.apply_update(tid, update)
@@ -490,7 +532,8 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
                                {"id": tid, "action": "update", "success": False, "error": "TicketNotFound",
                                 "details": f"Ticket {tid} not found"})
             job_id = secrets.token_hex(16)
-            state.jobs[job_id] = {"total": len(updates), "results": results, "polls": 0}
+            state.jobs[job_id] = {"total": len(updates), "results": results, "polls": 0, "created": state.now,
+                                  "started": time.monotonic()}
             state.updates.append({"job_id": job_id, "at": state.now,
                                   "tickets": [{"id": tid, **{k: v for k, v in u.items() if k != "id"}}
                                               for tid, u in updates]})
@@ -509,6 +552,9 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         job_id = job_id.removesuffix(".json")
         with state.lock:
             job = state.jobs.get(job_id)
+            if job is not None and state.now - job["created"] >= config.job_ttl_seconds:
+                del state.jobs[job_id]  # expired, as Zendesk drops job statuses after about an hour
+                job = None
             if job is None:
                 return json_response({"error": "RecordNotFound", "description": "Not found"}, 404)
             job["polls"] += 1
@@ -566,16 +612,21 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
                 return json_response({"error": "RecordNotFound"}, 404)
             return state.ticket_json(ticket_id, state.now)
 
+    install_zendesk_extras(app, state, config, (basic, bearer))
+
     @app.get("/_sim/snapshot")
     def snapshot():
-        """The source of truth at the clock: every visible ticket's version and status, every rating's."""
+        """The source of truth at the clock: every ticket's version and status as the export can show it (the
+        last minute's changes excluded), every rating's."""
         with state.lock:
             now = state.now
+            horizon = now - config.export_exclude_recent_seconds  # what the export can show (tickets)
             tickets = []
             for t in dataset.tickets:
-                if t.created_at > now:
+                if t.created_at > horizon:
                     break
-                tickets.append({"id": t.id, "updated_at": state.updated_at(t.id, now), "status": state.status_at(t, now)})
+                tickets.append({"id": t.id, "updated_at": state.updated_at(t.id, horizon),
+                                "status": state.status_at(t, horizon)})
             ratings = [{"id": r[1], "updated_at": r[0], "score": r[2]["score"]} for r in state.visible_ratings(now)]
         return json_response({"now": now, "tickets": tickets, "ratings": ratings})
 

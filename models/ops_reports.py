@@ -45,15 +45,21 @@ class OpsConfig:
 
 def self_selection_report(tickets: pd.DataFrame, taxonomy: Taxonomy,
                           config: OpsConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``tickets``: contact_reason, category (predicted), confidence. Returns (per option, confusion pairs)."""
+    """``tickets``: contact_reason (and optionally contact_reasons), category (predicted), confidence.
+    Returns (per option, confusion pairs).
+
+    A multi-valued contact reason (a multiselect field, ``contact_reasons``) counts under each chosen option with
+    weight 1/k, so every ticket weighs 1 in total: an option's "tickets" is a weighted count (rounded to 0.01)
+    and its matched share is the weighted share of its tickets whose predicted category is that option.
+    """
     c = config or OpsConfig()
-    frame = tickets.dropna(subset=["contact_reason", "category"])
+    frame = _one_row_per_chosen_reason(tickets).dropna(subset=["contact_reason", "category"])
     frame = frame[(frame["confidence"] >= c.min_confidence) & frame["contact_reason"].isin(taxonomy.categories)
                   & frame["category"].isin(taxonomy.categories)]
     pairs_cols = ["selected", "actual", "tickets", "share_of_selected", "routes_elsewhere"]
     if frame.empty:
         return pd.DataFrame(columns=SELF_SELECTION_COLUMNS), pd.DataFrame(columns=pairs_cols)
-    pairs = frame.groupby(["contact_reason", "category"]).size().rename("tickets").reset_index()
+    pairs = frame.groupby(["contact_reason", "category"])["weight"].sum().round(2).rename("tickets").reset_index()
     pairs.columns = ["selected", "actual", "tickets"]
     totals = pairs.groupby("selected")["tickets"].transform("sum")
     pairs["share_of_selected"] = pairs["tickets"] / totals
@@ -62,11 +68,11 @@ def self_selection_report(tickets: pd.DataFrame, taxonomy: Taxonomy,
     share = {(r.selected, r.actual): r.share_of_selected for r in pairs.itertuples()}
     rows = []
     for selected, group in pairs.groupby("selected"):
-        n = int(group["tickets"].sum())
+        n = _count(group["tickets"].sum())
         matched = float(group.loc[group["actual"] == selected, "tickets"].sum()) / n
         others = group[group["actual"] != selected].sort_values("tickets", ascending=False)
         top = others.iloc[0] if len(others) else None
-        elsewhere = int(group.loc[group["routes_elsewhere"], "tickets"].sum())
+        elsewhere = _count(group.loc[group["routes_elsewhere"], "tickets"].sum())
         suggestion = ""
         if n >= c.min_option_tickets and matched < 1 - c.misuse_share and top is not None:
             other = str(top["actual"])
@@ -92,6 +98,26 @@ def self_selection_report(tickets: pd.DataFrame, taxonomy: Taxonomy,
     options = options.sort_values(["routed_elsewhere", "tickets"], ascending=False).reset_index(drop=True)
     confusion = pairs[pairs["selected"] != pairs["actual"]].sort_values("tickets", ascending=False)
     return options[SELF_SELECTION_COLUMNS], confusion.reset_index(drop=True)[pairs_cols]
+
+
+def _one_row_per_chosen_reason(tickets: pd.DataFrame) -> pd.DataFrame:
+    """One row per (ticket, chosen reason) with weight 1/k; a ticket without ``contact_reasons`` keeps its
+    ``contact_reason`` with weight 1 (see ``models.custom_fields``)."""
+    frame = tickets.copy()
+    if "contact_reasons" not in frame.columns:
+        frame["weight"] = 1.0
+        return frame
+    chosen = [list(many) if isinstance(many, list | tuple) and len(many) else ([one] if isinstance(one, str) else [None])
+              for many, one in zip(frame["contact_reasons"], frame["contact_reason"], strict=True)]
+    frame["contact_reason"] = chosen
+    frame["weight"] = [1.0 / len(c) for c in chosen]
+    return frame.explode("contact_reason", ignore_index=True)
+
+
+def _count(value: float) -> int | float:
+    """Weighted ticket counts stay whole numbers when they are (the usual single-reason case)."""
+    rounded = round(float(value), 2)
+    return int(rounded) if rounded.is_integer() else rounded
 
 
 def auto_reply_candidates(predictions: pd.DataFrame, ratings: pd.DataFrame, taxonomy: Taxonomy,

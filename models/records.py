@@ -19,6 +19,8 @@ import orjson
 import pandas as pd
 
 from models import sanitize
+from models.custom_fields import custom_value, single_text, value_list
+from models.zendesk_via import channel_name
 
 # Control characters (except tab, newline, carriage return) break terminals, CSV exports and some drivers
 # (PostgreSQL rejects NUL in text); they carry no meaning in a ticket, so they are stripped.
@@ -154,15 +156,6 @@ def _as_list(value: Any, name: str | None = None) -> tuple[list | None, bool]:
     return None, False
 
 
-def _custom_value(custom_fields: Any, field_id: int | None) -> Any:
-    if field_id is None or not isinstance(custom_fields, list):
-        return None
-    for entry in custom_fields:
-        if isinstance(entry, Mapping) and entry.get("id") == field_id:
-            return entry.get("value")
-    return None
-
-
 def _calendar_minutes(value: Any) -> Any:
     return value.get("calendar") if isinstance(value, Mapping) else value
 
@@ -197,8 +190,9 @@ def _dedupe_exact(records: Sequence[Any]) -> tuple[list[Any], list[str], list[st
 
 TICKET_COLUMNS = (
     "id", "created_at", "updated_at", "generated_timestamp", "subject", "description", "status", "priority",
-    "type", "tags", "channel", *TICKET_ID_FIELDS, "custom_fields", "contact_reason", "confirmed_category",
-    "solved_at", "first_reply_minutes", "full_resolution_minutes", "reopens", "is_deleted", "deleted_at",
+    "type", "tags", "channel", *TICKET_ID_FIELDS, "custom_fields", "contact_reason", "contact_reasons",
+    "confirmed_category", "solved_at", "first_reply_minutes", "full_resolution_minutes", "reopens", "is_deleted",
+    "deleted_at",
     "_row", "_record_id", "_payload", "_sha256", "_type_errors",
 )
 
@@ -240,13 +234,17 @@ def normalize_tickets(
             put(name, _as_text(rec.get(name)))
         put("tags", _as_list(rec.get("tags"), "tags"))
         via = rec.get("via")
-        put("channel", _as_text(via.get("channel")) if isinstance(via, Mapping) else (None, via is None))
+        # Never a reason to quarantine: ids become names, unknown strings are kept (models.zendesk_via).
+        row["channel"] = channel_name(via.get("channel"))[0] if isinstance(via, Mapping) else None
         for name in TICKET_ID_FIELDS:
             put(name, _as_int(rec.get(name)))
         put("custom_fields", _as_list(rec.get("custom_fields"), "custom_fields"))
         custom = row["custom_fields"]
-        row["contact_reason"] = clean_text(_custom_value(custom, field_map.contact_reason_field_id))
-        row["confirmed_category"] = clean_text(_custom_value(custom, field_map.confirmed_category_field_id))
+        # Typed values (lists, booleans, numbers) get a defined text/list form (models.custom_fields).
+        reason = custom_value(custom, field_map.contact_reason_field_id)
+        row["contact_reasons"] = [clean_text(v) for v in value_list(reason) or ()] or None
+        row["contact_reason"] = clean_text(single_text(reason))
+        row["confirmed_category"] = clean_text(single_text(custom_value(custom, field_map.confirmed_category_field_id)))
         rid = rec.get("id")
         m = metrics.get(rid, {}) if isinstance(rid, int | str) else {}
         put("solved_at", _as_timestamp(m.get("solved_at")))

@@ -131,13 +131,13 @@ def load_window_tickets(warehouse_url: str, window: Window) -> pd.DataFrame:
     """Tickets created in the window with their current prediction (self-selection and auto-reply reports)."""
     t, p = tickets, ticket_predictions
     query = (
-        sa.select(t.c.id.label("ticket_id"), t.c.contact_reason, p.c.category, p.c.confidence)
+        sa.select(t.c.id.label("ticket_id"), t.c.contact_reason, t.c.contact_reasons, p.c.category, p.c.confidence)
         .select_from(t.join(p, sa.and_(p.c.ticket_id == t.c.id, p.c.is_current.is_(True))))
         .where(t.c.created_at >= window.start, t.c.created_at < window.end, t.c.is_deleted.is_(False))
     )
     with get_engine(warehouse_url).connect() as conn:
         rows = conn.execute(query).mappings().all()
-    return pd.DataFrame(rows, columns=["ticket_id", "contact_reason", "category", "confidence"])
+    return pd.DataFrame(rows, columns=["ticket_id", "contact_reason", "contact_reasons", "category", "confidence"])
 
 
 @task(name="load-agent-and-team-names", cache_policy=NO_CACHE)

@@ -37,6 +37,7 @@ log = logging.getLogger("ticketlens.helpdesk")
 
 EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
 RATINGS_PATH = "/api/v2/satisfaction_ratings"
+SURVEY_RESPONSES_PATH = "/api/v2/guide/survey_responses"
 UPDATE_MANY_PATH = "/api/v2/tickets/update_many.json"
 MAX_UPDATE_MANY = 100
 USER_AGENT = "ticketlens/0.1"
@@ -233,6 +234,7 @@ class HelpdeskClient:
         backoff_max: float = 60.0,
         max_retry_after: float = 600.0,
         max_response_bytes: int = 64 * 2**20,
+        support_type_scope: str | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -246,9 +248,12 @@ class HelpdeskClient:
             )
         self._origin = (parts.scheme, parts.netloc.lower())
         self._auth_header = self._authorization(email, api_token, oauth_token)
+        self.last_headers: httpx.Headers = httpx.Headers()
         self.max_retries = max(0, int(max_retries))
         self.backoff_base, self.backoff_max, self.max_retry_after = backoff_base, backoff_max, max_retry_after
         self.max_response_bytes = int(max_response_bytes)
+        # Sent with every incremental export: without "all", Zendesk may leave out tickets handled by AI agents.
+        self.support_type_scope = support_type_scope or None
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._limiter = TokenBucket(requests_per_minute, clock=clock, sleep=sleep)
@@ -275,6 +280,7 @@ class HelpdeskClient:
             "backoff_max": settings.helpdesk_backoff_max_seconds,
             "max_retry_after": settings.helpdesk_max_retry_after_seconds,
             "max_response_bytes": int(settings.helpdesk_max_response_mb * 2**20),
+            "support_type_scope": getattr(settings, "helpdesk_support_type_scope", None),
             **overrides,
         }
         return cls(base_url, **kwargs)
@@ -374,6 +380,7 @@ class HelpdeskClient:
                 if write:
                     raise ambiguous(f"connection lost ({type(exc).__name__})") from None
                 raise _Retryable(f"connection error ({type(exc).__name__})") from None
+            self.last_headers = response.headers  # rate-limit headers for the preflight check (tasks.preflight)
             try:
                 body = self._parse(response, path, cursor_request)
                 if validate is not None:
@@ -440,12 +447,18 @@ class HelpdeskClient:
             else:
                 detail = f"HTTP {status}"
             raise _Retryable(detail, status=status, wait=wait)
-        if status in (401, 403):
-            what = "refused the credentials" if status == 401 else "denied access"
+        if status == 401:
             raise HelpdeskAuthError(
-                f"The helpdesk {what} (HTTP {status} on {path}). Check {CREDENTIAL_SETTINGS} for "
-                f"TICKETLENS_HELPDESK_BASE_URL={self.base_url}, and that the user may read tickets "
-                f"(an agent or admin role)."
+                f"The helpdesk refused the credentials (HTTP 401 on {path}). Check {CREDENTIAL_SETTINGS} for "
+                f"TICKETLENS_HELPDESK_BASE_URL={self.base_url}."
+            )
+        if status == 403:
+            raise HelpdeskAuthError(
+                f"The helpdesk denied access (HTTP 403 on {path}): the credentials work, but this user may not use "
+                f"the endpoint. The incremental ticket export, satisfaction ratings and CSAT survey responses are "
+                f"admin-only in Zendesk: use an API token (or OAuth token) of a user with the admin role "
+                f"({CREDENTIAL_SETTINGS}, TICKETLENS_HELPDESK_BASE_URL={self.base_url}). "
+                f"`ticketlens doctor` checks the role."
             )
         if status == 404:
             raise HelpdeskNotFoundError(
@@ -518,6 +531,8 @@ class HelpdeskClient:
         if (start_time is None) == (cursor is None):
             raise ValueError("export_tickets needs exactly one of start_time or cursor")
         params: dict[str, Any] = {"per_page": per_page}
+        if self.support_type_scope:
+            params["support_type_scope"] = self.support_type_scope
         if include_metric_sets:
             params["include"] = "metric_sets"
         if cursor is None:
@@ -574,6 +589,45 @@ class HelpdeskClient:
                 )
             url, params = self._follow(nxt), None
 
+    def export_survey_responses(self, *, created_after_ms: int | None = None, next_url: str | None = None,
+                                page_size: int = 100) -> Iterator[RatingPage]:
+        """Current-CSAT survey responses (``GET /api/v2/guide/survey_responses``, admin-only), oldest first.
+
+        Filtered on ``filter[created_at_start]`` (unix milliseconds) and paged with ``page[after]`` from
+        ``meta.after_cursor`` (the Help Center pagination, which has no ``links.next``). ``next_url`` resumes
+        from a stored page URL; it must be on the configured host. Each page is a ``RatingPage`` whose
+        ``ratings`` are raw survey responses (``models.csat_api`` normalises them).
+        """
+        if (created_after_ms is None) == (next_url is None):
+            raise ValueError("export_survey_responses needs exactly one of created_after_ms or next_url")
+        base = {"page[size]": page_size, "sort": "id"}
+        if next_url is not None:
+            url, params = self._follow(next_url), None
+        else:
+            url, params = SURVEY_RESPONSES_PATH, {**base, "filter[created_at_start]": int(created_after_ms)}
+        seen: set[str] = set()
+        while True:
+            body, requested = self._request("GET", url, params=params, cursor_request=params is None,
+                                             validate=_require_list("survey_responses"))
+            meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+            after = meta.get("after_cursor")
+            has_more = bool(meta.get("has_more")) and isinstance(after, str) and bool(after)
+            nxt = None
+            if has_more:
+                query = dict(httpx.URL(requested).params)
+                query["page[after]"] = after
+                nxt = str(httpx.URL(SURVEY_RESPONSES_PATH, params=query))
+            yield RatingPage(ratings=body["survey_responses"], next_url=nxt, has_more=has_more, url=requested)
+            if not has_more or nxt is None:
+                return
+            if nxt in seen:
+                raise MalformedPageError(
+                    f"GET {SURVEY_RESPONSES_PATH}: meta.after_cursor repeats a page already read; stopping instead "
+                    f"of repeating survey responses (TICKETLENS_HELPDESK_BASE_URL={self.base_url})."
+                )
+            seen.add(nxt)
+            url, params = nxt, None
+
     def _list_all(self, path: str, key: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every row of a small dimension endpoint: cursor pagination, tolerating offset-style ``next_page``."""
         out: list[dict[str, Any]] = []
@@ -610,6 +664,11 @@ class HelpdeskClient:
         body, _ = self._request("GET", "/api/v2/tickets/show_many.json",
                                 params={"ids": ",".join(str(int(i)) for i in ids)}, validate=_require_list("tickets"))
         return [t for t in body["tickets"] if isinstance(t, dict)]
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One GET with the client's pacing, retries and error mapping (the preflight check's probes)."""
+        body, _ = self._request("GET", path, params=params)
+        return body
 
     # ----------------------------------------------------------------------------------------- writes
 

@@ -29,6 +29,7 @@ from models.records import (
     text_anomalies,
 )
 from models.windows import as_utc
+from models.zendesk_via import unknown_channels
 from tasks.helpdesk import CursorRejectedError, HelpdeskClient, RatingPage, TicketPage
 from tasks.settings import Settings
 from tasks.warehouse.engine import describe_url, get_engine, migrate
@@ -46,6 +47,7 @@ from tasks.warehouse.schema import agents, csat_ratings, extraction_state, group
 
 TICKET_STREAM = "tickets"
 RATING_STREAM = "satisfaction_ratings"
+SURVEY_STREAM = "csat_survey_responses"  # current CSAT (tasks.csat_survey)
 TICKET_VERSION = ("updated_at", "generated_timestamp")
 RATING_VERSION = ("updated_at",)
 
@@ -156,6 +158,7 @@ class StreamSummary:
     updated: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    not_ratings: int = 0  # CSAT streams: offered/unoffered/skipped surveys (loaded, never good or bad)
     checks: dict[str, int] = field(default_factory=dict)
     end_of_stream: bool = False
     stopped: str | None = None  # why the stream stopped before its end (page budget, repeated cursor)
@@ -191,6 +194,18 @@ def log_text_anomalies(records: Sequence[Mapping[str, Any]], max_chars: int) -> 
         logger.log(level, "%d ticket(s) with %s (ids %s%s): %s.", len(ids), kind.replace("_", " "),
                        ", ".join(ids[:5]), ", ..." if len(ids) > 5 else "", ANOMALY_ACTIONS[kind])
     return found
+
+
+_LOGGED_CHANNELS: set[str] = set()
+
+
+def log_unknown_channels(records: Sequence[Mapping[str, Any]]) -> None:
+    """One info line per undocumented via.channel value per process: stored as is, never quarantined."""
+    for name, raw in unknown_channels(records).items():
+        if name not in _LOGGED_CHANNELS:
+            _LOGGED_CHANNELS.add(name)
+            get_run_logger().info("Undocumented via.channel %r: stored as %r (channels never quarantine a ticket; "
+                                  "models/zendesk_via.py lists the documented ones).", raw, name)
 
 
 # ----------------------------------------------------------------------------------------------- tasks
@@ -392,6 +407,11 @@ def judge_page(
         frame = normalize_tickets(screened.clean, screened.metric_sets, field_map or FieldMap())
         table, watermark_col, time_cols = tickets, "generated_timestamp", ("generated_timestamp", "updated_at",
                                                                            "created_at")
+    elif stream == SURVEY_STREAM:  # current CSAT: the list endpoint filters on creation time
+        from models.csat_api import normalize_survey_responses
+
+        frame = normalize_survey_responses(screened.clean)
+        table, watermark_col, time_cols = csat_ratings, "created_at", ("updated_at", "created_at")
     else:
         frame = normalize_ratings(screened.clean)
         table, watermark_col, time_cols = csat_ratings, "updated_at", ("updated_at", "created_at")

@@ -62,6 +62,18 @@ class Settings(BaseSettings):
         64.0, gt=0, description="Largest helpdesk response body accepted, after decompression (MiB)."
     )
     helpdesk_csat_page_size: int = Field(100, gt=0, le=100)
+    helpdesk_csat_api: Literal["auto", "satisfaction_ratings", "survey_responses", "both"] = Field(
+        "auto", description="CSAT API(s) to read: auto (both; one the account lacks is skipped and the ingest summary "
+        "says which is used), satisfaction_ratings (legacy), survey_responses (current CSAT), both (strict).",
+    )
+    csat_survey_lookback_hours: int = Field(
+        168, ge=0, description="Survey responses are re-read from this long before the last one seen: a response is "
+        "created when the survey is offered and answered (or changed) later, until it expires.",
+    )
+    helpdesk_support_type_scope: str | None = Field(
+        "all", description="support_type_scope sent with the incremental export ('all' includes tickets handled by "
+        "AI agents); empty = not sent.",
+    )
     helpdesk_export_page_size: int = Field(
         1000, gt=0, le=1000, description="Tickets per incremental-export page (Zendesk allows up to 1000)."
     )
@@ -149,6 +161,10 @@ class Settings(BaseSettings):
     writeback_dry_run: bool = Field(False, description="Plan write-back and log it, but push nothing.")
     writeback_job_polls: int = Field(5, ge=0, description="Job-status polls per run before leaving it for later.")
     writeback_poll_interval_seconds: float = Field(1.0, ge=0)
+    writeback_job_deadline_seconds: float = Field(
+        3600.0, gt=0, description="A write-back job still open this long after submission is settled by reading its "
+        "tickets back (show_many); so is one whose status Zendesk already dropped (404, after about an hour).",
+    )
 
     # --- spike detection and Slack alerts ------------------------------------------------------------------
     slack_webhook_url: SecretStr | None = Field(

@@ -24,12 +24,9 @@ import pandas as pd
 
 from models.records import PRIORITIES, RATING_REQUIRED, STATUSES, TICKET_REQUIRED, TYPES, SchemaDriftError
 
-# Zendesk's documented ``via.channel`` values (a superset of what the simulator emits).
-CHANNELS = (
-    "web", "email", "chat", "api", "mobile", "mobile_sdk", "rule", "voice", "sms", "twitter", "facebook",
-    "any_channel", "native_messaging", "side_conversation", "sample_ticket", "closed_ticket", "help_center",
-    "linked_problem", "merge", "batch", "instagram_dm", "whatsapp", "line", "wechat", "telegram", "messagebird_sms",
-)
+# ``via.channel`` is deliberately not checked against a list: Zendesk documents it as "string or integer" with
+# dozens of values and adds new ones; ``models.zendesk_via`` maps ids to names and unknown values are logged once
+# (tasks.zendesk_compat), never quarantined.
 MAX_SUBJECT_CHARS = 10_000
 MAX_COMMENT_CHARS = 100_000
 
@@ -72,7 +69,6 @@ def _ticket_suite(gx, max_text_chars: int):
         e.ExpectColumnValuesToBeInSet(column="status", value_set=list(STATUSES)),
         e.ExpectColumnValuesToBeInSet(column="priority", value_set=list(PRIORITIES)),
         e.ExpectColumnValuesToBeInSet(column="type", value_set=list(TYPES)),
-        e.ExpectColumnValuesToBeInSet(column="channel", value_set=list(CHANNELS)),
         e.ExpectColumnValueLengthsToBeBetween(column="subject", max_value=MAX_SUBJECT_CHARS),
         e.ExpectColumnValueLengthsToBeBetween(column="description", max_value=max_text_chars),
     ]

@@ -5,7 +5,8 @@ differ from what was last pushed the row becomes ``pending``; a push makes it ``
 the job result makes it ``done`` (pushed = desired) or ``failed``. Failed and still-pending rows are retried on
 the next run; a failure never fails scoring and nothing is lost. Only ``additional_tags`` / ``remove_tags`` are
 used — the ticket's own tags are never replaced — and only tags TicketLens pushed itself are ever removed.
-Job statuses are stored because Zendesk keeps them only about a day.
+Job statuses are stored because Zendesk keeps them only about an hour: a job whose status is gone (404) or that
+stays open past ``TICKETLENS_WRITEBACK_JOB_DEADLINE_SECONDS`` is settled by reading its tickets back (show_many).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
 from models.windows import as_utc
-from tasks.helpdesk import HelpdeskError, WriteOutcomeUnknownError
+from tasks.helpdesk import HelpdeskError, HelpdeskNotFoundError, WriteOutcomeUnknownError
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.load import dialect_insert, get_stream_state, save_stream_state
@@ -33,6 +34,8 @@ IN_DOUBT = "pushing"  # a batch is about to be (or was) sent, but its job id is 
 PLAN_STREAM = "writeback-plan"  # extraction_state row: watermark = max predicted_at planned (µs), cursor = config
 PLAN_LOOKBACK = timedelta(minutes=10)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Job rows never polled again: finished, or settled by reading the tickets back (status gone or overdue).
+SETTLED_JOBS = ("completed", "failed", "killed", "expired", "overdue")
 
 
 def _sha(tags: list[str], fields: list[dict[str, Any]]) -> str:
@@ -165,25 +168,43 @@ def reconcile_in_doubt(settings: Settings) -> dict[str, int]:
     tickets are read back (show_many): those already carrying the desired tags are marked done, the others go
     back to pending. Deleted tickets are marked failed with a reason.
     """
+    w = writeback_state
+    with get_engine(settings.warehouse_url).connect() as conn:
+        rows = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.desired_sha256,
+                                      w.c.pushed_tags).where(w.c.status == IN_DOUBT)).mappings().all()
+    if not rows:
+        return {"confirmed": 0, "requeued": 0, "missing": 0, "unreadable": 0}
+    settled = settle_by_read_back(settings, rows, IN_DOUBT)
+    get_run_logger().warning(
+        "Write-back: %d tickets were in doubt after an interrupted run: %d already carried their tags (not pushed "
+        "again), %d requeued, %d no longer in the helpdesk.", len(rows), settled["confirmed"], settled["requeued"],
+        settled["missing"])
+    return settled
+
+
+def settle_by_read_back(settings: Settings, rows, from_status: str) -> dict[str, int]:
+    """Read tickets back (show_many, ≤ 100 per request) and settle each row still in ``from_status``.
+
+    Used whenever the helpdesk's own answer about a write is gone or never came: a batch in doubt after an
+    interrupted run, and a job whose status expired (Zendesk keeps job statuses about an hour, then 404) or
+    stayed open past ``TICKETLENS_WRITEBACK_JOB_DEADLINE_SECONDS``. Tickets carrying the desired tags and fields
+    are ``done``; the others go back to ``pending`` (pushed again by this or the next run); deleted ones are
+    ``failed`` with a reason. A read that fails leaves the rows as they are for the next run.
+    """
     from tasks.ingest import helpdesk_client
 
     engine = get_engine(settings.warehouse_url)
     w = writeback_state
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.desired_sha256,
-                                      w.c.pushed_tags).where(w.c.status == IN_DOUBT)).mappings().all()
-    if not rows:
-        return {"confirmed": 0, "requeued": 0, "missing": 0}
     client = helpdesk_client(settings)
-    confirmed = requeued = missing = 0
+    confirmed = requeued = missing = unreadable = 0
     for start in range(0, len(rows), BATCH):
         batch = rows[start:start + BATCH]
         try:
             seen = {int(t["id"]): t for t in client.show_many([int(r["ticket_id"]) for r in batch])
                     if isinstance(t.get("id"), int)}
         except HelpdeskError as exc:
-            get_run_logger().warning("Could not read back %d in-doubt write-backs (%s); trying next run.",
-                                     len(batch), exc)
+            get_run_logger().warning("Could not read back %d write-backs (%s); trying next run.", len(batch), exc)
+            unreadable += len(batch)
             continue
         now = datetime.now(UTC)
         with engine.begin() as conn:
@@ -199,12 +220,32 @@ def reconcile_in_doubt(settings: Settings) -> dict[str, int]:
                 else:
                     values = {"status": "pending"}
                     requeued += 1
-                conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"], w.c.status == IN_DOUBT)
+                conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"], w.c.status == from_status)
                              .values(updated_at=now, **values))
+    return {"confirmed": confirmed, "requeued": requeued, "missing": missing, "unreadable": unreadable}
+
+
+def settle_lost_job(settings: Settings, job_id: str, reason: str) -> dict[str, int]:
+    """A job whose status is gone (404) or overdue: settle its submitted tickets by reading them back."""
+    w, j = writeback_state, writeback_jobs
+    engine = get_engine(settings.warehouse_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.desired_sha256,
+                                      w.c.pushed_tags).where(w.c.job_id == job_id, w.c.status == "submitted")
+                            ).mappings().all()
+    settled = settle_by_read_back(settings, rows, "submitted") if rows else {
+        "confirmed": 0, "requeued": 0, "missing": 0, "unreadable": 0}
+    if not settled["unreadable"]:
+        with engine.begin() as conn:  # nothing left to poll: the job row records why it was settled this way
+            conn.execute(sa.update(j).where(j.c.job_id == job_id).values(
+                status=reason, checked_at=datetime.now(UTC)))
     get_run_logger().warning(
-        "Write-back: %d tickets were in doubt after an interrupted run: %d already carried their tags (not pushed "
-        "again), %d requeued, %d no longer in the helpdesk.", len(rows), confirmed, requeued, missing)
-    return {"confirmed": confirmed, "requeued": requeued, "missing": missing}
+        "Write-back job %s %s: its %d tickets were read back instead: %d carried their tags (done), %d requeued, "
+        "%d no longer in the helpdesk, %d unreadable (next run).", job_id,
+        "expired (HTTP 404: Zendesk keeps job statuses about an hour)" if reason == "expired" else
+        f"still open after TICKETLENS_WRITEBACK_JOB_DEADLINE_SECONDS={settings.writeback_job_deadline_seconds:g}",
+        len(rows), settled["confirmed"], settled["requeued"], settled["missing"], settled["unreadable"])
+    return settled
 
 
 @task(name="poll-writeback-jobs", cache_policy=NO_CACHE)
@@ -216,15 +257,22 @@ def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
     engine = get_engine(settings.warehouse_url)
     client = helpdesk_client(settings)
     w, j = writeback_state, writeback_jobs
-    done = failed = open_jobs = 0
+    done = failed = open_jobs = settled = 0
+    deadline = timedelta(seconds=settings.writeback_job_deadline_seconds)
     for attempt in range(max(1, settings.writeback_job_polls)):
         with engine.connect() as conn:
-            jobs = conn.execute(sa.select(j.c.job_id).where(j.c.status.not_in(["completed", "failed", "killed"]))
-                                ).scalars().all()
+            jobs = conn.execute(sa.select(j.c.job_id, j.c.submitted_at).where(j.c.status.not_in(SETTLED_JOBS))
+                                ).all()
         open_jobs = 0
-        for job_id in jobs:
+        for job_id, submitted_at in jobs:
             try:
                 job = client.get_job_status(job_id)
+            except HelpdeskNotFoundError:
+                # Zendesk dropped the status (about an hour after the job): the tickets themselves tell.
+                result = settle_lost_job(settings, job_id, "expired")
+                settled += result["confirmed"] + result["requeued"] + result["missing"]
+                done += result["confirmed"]
+                continue
             except HelpdeskError as exc:
                 logger.warning("Job %s status unavailable (%s); checked again next run.", job_id, exc)
                 open_jobs += 1
@@ -233,29 +281,38 @@ def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
             with engine.begin() as conn:
                 conn.execute(sa.update(j).where(j.c.job_id == job_id).values(
                     status=job.status, results=job.results or None, checked_at=now))
-                if not job.finished:
+                if job.finished:
+                    ok = {int(r["id"]) for r in job.results if r.get("success") and r.get("id") is not None}
+                    submitted = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_sha256)
+                                             .where(w.c.job_id == job_id, w.c.status == "submitted")).mappings().all()
+                    for row in submitted:
+                        if row["ticket_id"] in ok and job.status == "completed":
+                            conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"]).values(
+                                status="done", pushed_tags=row["desired_tags"], pushed_sha256=row["desired_sha256"],
+                                last_error=None, updated_at=now))
+                            done += 1
+                        else:
+                            error = next((r.get("error") or r.get("details") for r in job.results
+                                          if r.get("id") == row["ticket_id"]), job.message or job.status)
+                            conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"]).values(
+                                status="failed", last_error=str(error)[:2000], updated_at=now))
+                            failed += 1
+            if not job.finished:
+                if now - _aware(submitted_at) > deadline:  # open for too long: read the tickets back instead
+                    result = settle_lost_job(settings, job_id, "overdue")
+                    settled += result["confirmed"] + result["requeued"] + result["missing"]
+                    done += result["confirmed"]
+                else:
                     open_jobs += 1
-                    continue
-                ok = {int(r["id"]) for r in job.results if r.get("success") and r.get("id") is not None}
-                submitted = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_sha256)
-                                         .where(w.c.job_id == job_id, w.c.status == "submitted")).mappings().all()
-                for row in submitted:
-                    if row["ticket_id"] in ok and job.status == "completed":
-                        conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"]).values(
-                            status="done", pushed_tags=row["desired_tags"], pushed_sha256=row["desired_sha256"],
-                            last_error=None, updated_at=now))
-                        done += 1
-                    else:
-                        error = next((r.get("error") or r.get("details") for r in job.results
-                                      if r.get("id") == row["ticket_id"]), job.message or job.status)
-                        conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"]).values(
-                            status="failed", last_error=str(error)[:2000], updated_at=now))
-                        failed += 1
         if not open_jobs:
             break
         if attempt + 1 < settings.writeback_job_polls:
             time.sleep(settings.writeback_poll_interval_seconds)
-    return {"done": done, "failed": failed, "open_jobs": open_jobs}
+    return {"done": done, "failed": failed, "open_jobs": open_jobs, "settled_by_read_back": settled}
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def writeback_summary(engine_url: str) -> dict[str, Any]:

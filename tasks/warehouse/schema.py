@@ -64,6 +64,7 @@ tickets = sa.Table(
     sa.Column("priority", sa.String(16)),
     sa.Column("type", sa.String(16)),
     sa.Column("tags", JSONType),
+    # Zendesk via type (ids mapped to names, unknown values kept; models.zendesk_via).
     sa.Column("channel", sa.String(32)),
     sa.Column("requester_id", sa.BigInteger),
     sa.Column("submitter_id", sa.BigInteger),
@@ -72,7 +73,10 @@ tickets = sa.Table(
     sa.Column("organization_id", sa.BigInteger),
     sa.Column("custom_fields", JSONType),
     # Resolved from custom_fields through the ticket_fields dimension (see Settings *_field_title).
+    # contact_reason: the reason when exactly one was chosen; contact_reasons: every option chosen (a JSON list,
+    # multiselect fields hold several). See models.custom_fields.
     sa.Column("contact_reason", sa.String(128)),
+    sa.Column("contact_reasons", JSONType),
     sa.Column("confirmed_category", sa.String(128)),
     # From the export's metric_sets side-load; feed CSAT-driver analysis.
     sa.Column("solved_at", UTCDateTime),
@@ -94,6 +98,12 @@ csat_ratings = sa.Table(
     sa.Column("ticket_id", sa.BigInteger, nullable=False),
     # Text, not an enum: classic CSAT is good/bad, newer CSAT scales are numeric (1-5).
     sa.Column("score", sa.String(32), nullable=False),
+    # Which Zendesk API the row came from: satisfaction_ratings (legacy CSAT; id = its id) or survey_responses
+    # (current CSAT; id derived from the response's string id, kept in source_id). See models.csat_api.
+    sa.Column("source", sa.String(32), nullable=False, server_default="satisfaction_ratings"),
+    sa.Column("source_id", sa.String(64)),
+    # The numeric answer on the survey's rating scale (current CSAT), with score = its good/neutral/bad category.
+    sa.Column("rating", sa.Integer),
     sa.Column("comment", sa.Text),
     sa.Column("reason", sa.String(128)),
     # The assignee and group at rating time, as Zendesk records them on the rating.
