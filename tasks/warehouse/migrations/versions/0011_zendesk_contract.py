@@ -1,7 +1,7 @@
 """zendesk contract: contact_reasons list, CSAT source/source_id/rating columns
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0008
 """
 from alembic import op
 import sqlalchemy as sa
