@@ -8,6 +8,9 @@
 #   PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://…  the Prefect server's database
 #   MLFLOW_BACKEND_STORE_URI=postgresql+psycopg://…           the MLflow tracking/registry store
 # SIM=0 skips the simulator (point TICKETLENS_HELPDESK_BASE_URL and the token at a real helpdesk instead).
+# The simulator runs in live mode (its clock is wall time; tickets, ratings and incidents keep arriving), with
+# SIM_HISTORY_DAYS of history up to now, SIM_TICKETS_PER_DAY, SIM_INCIDENTS_PER_DAY and a first incident
+# SIM_FIRST_INCIDENT_IN_HOURS after start-up (empty: none), so scheduled windows have data from the start.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +21,11 @@ PREFECT_PORT="${PREFECT_PORT:-4200}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
 SIM_PORT="${SIM_PORT:-8765}"
 SIM="${SIM:-1}"
+SIM_SEED="${SIM_SEED:-42}"
+SIM_HISTORY_DAYS="${SIM_HISTORY_DAYS:-90}"
+SIM_TICKETS_PER_DAY="${SIM_TICKETS_PER_DAY:-300}"
+SIM_INCIDENTS_PER_DAY="${SIM_INCIDENTS_PER_DAY:-0.5}"
+SIM_FIRST_INCIDENT_IN_HOURS="${SIM_FIRST_INCIDENT_IN_HOURS-2}"
 POOL=ticketlens-process
 SERVICES=(prefect-server mlflow simulator worker)
 
@@ -72,8 +80,11 @@ up() {
     start mlflow "$MLFLOW_PORT" "$BIN/mlflow" server --host "$HOST" --port "$MLFLOW_PORT" \
         --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" --artifacts-destination "$VAR/mlflow/artifacts" --workers 1
     if [[ "$SIM" != 0 ]]; then
-        start simulator "$SIM_PORT" "$BIN/ticketlens-sim" serve --seed 42 --start 2026-08-01 --days 30 \
-            --tickets-per-day 300 --host "$HOST" --port "$SIM_PORT"
+        local first=()
+        [[ -n "$SIM_FIRST_INCIDENT_IN_HOURS" ]] && first=(--first-incident-in-hours "$SIM_FIRST_INCIDENT_IN_HOURS")
+        start simulator "$SIM_PORT" "$BIN/ticketlens-sim" serve --live --seed "$SIM_SEED" \
+            --history-days "$SIM_HISTORY_DAYS" --tickets-per-day "$SIM_TICKETS_PER_DAY" \
+            --incidents-per-day "$SIM_INCIDENTS_PER_DAY" "${first[@]}" --host "$HOST" --port "$SIM_PORT"
     fi
     wait_http prefect-server "$PREFECT_API_URL/health" 180
     wait_http mlflow "http://$HOST:$MLFLOW_PORT/health" 180
