@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.backfill import backfill_partition, plan_backfill
+from tasks.run_names import backfill_run_name
 from tasks.runlock import flow_lock
 from tasks.scoring import resolve_version
 from tasks.settings import get_settings
@@ -68,7 +69,7 @@ def _terminal_bar(total: int):
         yield lambda: bar.advance(job)
 
 
-@flow(name="backfill", log_prints=True)
+@flow(name="backfill", log_prints=True, flow_run_name=backfill_run_name)
 def backfill(start: datetime | None = None, end: datetime | None = None, model_alias: str = CHAMPION,
              model_version: str | None = None) -> dict:
     """Re-score tickets created in [start, end) (whole history by default) with the aliased or given version."""

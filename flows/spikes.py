@@ -14,12 +14,13 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from tasks.ingest import prepare_warehouse
+from tasks.run_names import spikes_run_name
 from tasks.runlock import flow_lock
 from tasks.settings import get_settings
 from tasks.spikes import describe_hours, detect_spikes_task, publish_spike_report, send_slack_alerts
 
 
-@flow(name="spike-detection", log_prints=True)
+@flow(name="spike-detection", log_prints=True, flow_run_name=spikes_run_name)
 def spike_detection(as_of: datetime | None = None) -> dict:
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
