@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import uuid4
 
 from prefect import flow, get_run_logger
@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from models.windows import as_utc
 from tasks.backfill import backfill_partition, plan_backfill
 from tasks.run_names import backfill_run_name
 from tasks.runlock import flow_lock
@@ -108,8 +109,7 @@ def publish_summary(model_name: str, version: str, start: datetime | None, end: 
 
 
 def _utc_arg(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return as_utc(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import uuid4
 
 from prefect import flow
 from prefect.runtime import flow_run
 
+from models.windows import as_utc
 from tasks.csat import (
     analyse_csat_drivers,
     build_ops_reports,
@@ -75,8 +76,7 @@ def _analyse(settings, run_id: str, window) -> dict:
 
 
 def _utc_arg(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return as_utc(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """``spike-detection`` flow: count tickets per category and hour → detect spikes → alert lifecycle → Slack.
 
 Runs inside ``hourly-pipeline`` after write-back (and can run alone, e.g. to re-check an hour). ``as_of`` is the
-end of the evaluated hour (UTC; default the last complete hour); a missed hour is caught up on the next run.
+end of the evaluated hour (UTC; any datetime kind or ISO string, see ``models.windows.as_utc``). By default it is
+the end of the clock hour before the run's *scheduled* start (like ``hourly-pipeline``'s window), so a late or
+retried run evaluates its own hour; a missed hour is caught up on the next run.
 A Slack failure never fails the run: the message stays in ``slack_messages`` and is retried next run.
 """
 
@@ -13,9 +15,11 @@ from uuid import uuid4
 from prefect import flow
 from prefect.runtime import flow_run
 
+from models.windows import as_utc
 from tasks.ingest import prepare_warehouse
 from tasks.run_names import spikes_run_name
 from tasks.runlock import flow_lock
+from tasks.runtime import hourly_window
 from tasks.settings import get_settings
 from tasks.spikes import describe_hours, detect_spikes_task, publish_spike_report, send_slack_alerts
 
@@ -24,6 +28,7 @@ from tasks.spikes import describe_hours, detect_spikes_task, publish_spike_repor
 def spike_detection(as_of: datetime | None = None) -> dict:
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
+    as_of = hourly_window().end if as_of is None else as_utc(as_of)
     prepare_warehouse(settings.warehouse_url)
     # One evaluator at a time: two overlapping runs would both open (and announce) the same alert.
     with flow_lock(settings, "spike-detection", run_id) as held:

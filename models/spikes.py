@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from models.windows import as_utc
+
 HOUR = timedelta(hours=1)
 WEEK_HOURS = 168
 
@@ -82,8 +84,7 @@ class SpikeParams:
 def floor_hour(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         raise ValueError(f"naive datetime {ts!r}; use UTC-aware datetimes")
-    ts = ts.astimezone(UTC)
-    return ts.replace(minute=0, second=0, microsecond=0)
+    return as_utc(ts).replace(minute=0, second=0, microsecond=0)
 
 
 def last_complete_hour_end(now: datetime | None = None) -> datetime:

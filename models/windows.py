@@ -9,13 +9,16 @@ re-run days later processes its own window. Explicit ``start`` / ``end`` (flow p
 - daily: the whole UTC day that ended at or before the scheduled start: a run scheduled at 02:30 on the 21st
   owns [20th 00:00, 21st 00:00).
 
-Everything is UTC and timezone-aware; naive datetimes are taken as UTC.
+Everything is UTC and timezone-aware; naive datetimes are taken as UTC. ``as_utc`` is the one place where any
+datetime that comes in (a Prefect run's pendulum ``DateTime``, a UI/CLI/API string, a pandas ``Timestamp``, a
+Python caller's naive or aware ``datetime``) becomes a plain ``datetime.datetime`` in ``datetime.UTC``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -43,9 +46,42 @@ class Window:
         return f"[{self.start:%Y-%m-%d %H:%M}, {self.end:%Y-%m-%d %H:%M}) UTC ({self.source})"
 
 
-def as_utc(value: datetime) -> datetime:
-    """Timezone-aware UTC; a naive value is taken to be UTC already."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def as_utc(value: Any) -> datetime:
+    """Any datetime-like value as a plain ``datetime.datetime`` with ``tzinfo=datetime.UTC``.
+
+    Why a plain ``datetime``: Prefect 3.8 (Python < 3.13) hands flows a pendulum ``DateTime``
+    (``prefect.runtime.flow_run.scheduled_start_time``). ``pendulum_dt.astimezone(UTC)`` stays a pendulum
+    object whose ``timedelta`` arithmetic comes out *naive*, and pandas infers a different zone from its
+    ``Timezone('UTC')`` than ``datetime.UTC`` (``pd.date_range``: "Inferred time zone not equal to passed time
+    zone"). Rebuilding a stdlib value from the UTC wall-clock fields removes both traps for everything
+    downstream.
+
+    Accepts: ``datetime`` and every subclass (pendulum, pandas ``Timestamp``; nanoseconds are dropped) in any
+    zone, naive values (taken as UTC), ``date`` (midnight UTC), ``numpy.datetime64`` and ISO-8601 strings
+    (``2026-12-01T10:05:00Z``, ``+01:00`` offsets, no offset = UTC, date only). Anything else, ``NaT`` or an
+    unparseable string raises ``WindowError`` saying what was given.
+    """
+    original = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
+        except ValueError:
+            raise WindowError(
+                f"cannot read {original!r} as a date/time: use ISO 8601 in UTC, e.g. 2026-11-20T09:00:00Z"
+            ) from None
+    elif type(value).__name__ == "datetime64":  # numpy, without importing it here
+        import pandas as pd
+
+        value = pd.Timestamp(value)
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime) or type(value).__name__ == "NaTType":
+        raise WindowError(f"expected a date/time, got {type(original).__name__} {original!r}")
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        value = value.astimezone(UTC)
+    return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                    value.microsecond, tzinfo=UTC)
 
 
 def floor_to(value: datetime, step: timedelta) -> datetime:

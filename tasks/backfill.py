@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from models.windows import as_utc
 from tasks.scoring import predict_frame, read_partition, rescore_in_chunks
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
@@ -56,7 +57,7 @@ def plan_backfill(settings: Settings, version: str, start: datetime | None, end:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)
 
 
 @task(name="backfill-partition", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)

@@ -37,6 +37,7 @@ from models.csat_reasons import (
 )
 from models.ops_reports import OpsConfig, auto_reply_candidates, self_selection_report
 from models.taxonomy import load_taxonomy
+from models.windows import as_utc
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.load import dialect_insert
@@ -73,9 +74,7 @@ def resolve_window(start: datetime | None, end: datetime | None, scheduled: date
                    days: int) -> Window:
     """Explicit start/end win; otherwise the ``days`` before the run's scheduled start (or now)."""
     def utc(value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else as_utc(value)
 
     end_ = utc(end) or utc(scheduled) or datetime.now(UTC)
     start_ = utc(start) or end_ - timedelta(days=days)

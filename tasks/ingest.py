@@ -27,6 +27,7 @@ from models.records import (
     payload_sha256,
     text_anomalies,
 )
+from models.windows import as_utc
 from tasks.helpdesk import CursorRejectedError, HelpdeskClient, RatingPage, TicketPage
 from tasks.settings import Settings
 from tasks.warehouse.engine import describe_url, get_engine, migrate
@@ -122,10 +123,9 @@ def _parse_ts(value: Any) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return as_utc(value if isinstance(value, datetime) else str(value))
     except ValueError:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def max_unix(records: Sequence[Mapping[str, Any]], field_name: str) -> int | None:

@@ -13,6 +13,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.windows import as_utc
+
 
 class SettingsError(ValueError):
     """Raised when the environment holds an invalid setting; the message names the variable."""
@@ -217,9 +219,7 @@ class Settings(BaseSettings):
     @field_validator("ingest_initial_start_time")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return as_utc(value)
 
     @field_validator("helpdesk_base_url")
     @classmethod

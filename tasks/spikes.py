@@ -34,6 +34,7 @@ from models.spikes import (
     last_complete_hour_end,
 )
 from models.taxonomy import load_taxonomy
+from models.windows import as_utc
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.load import get_stream_state, save_stream_state
@@ -226,7 +227,7 @@ def hours_to_evaluate(as_of: datetime, watermark: datetime | None, max_catchup: 
 def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None = None) -> dict[str, Any]:
     """Evaluate the hour(s) ending at ``as_of`` (default: the last complete hour) and update the alerts."""
     logger = _logger()
-    as_of = floor_hour(as_of or last_complete_hour_end())
+    as_of = floor_hour(as_utc(as_of) if as_of is not None else last_complete_hour_end())
     params, lifecycle = spike_params(settings), lifecycle_params(settings)
     parents = leaf_parents()
     engine = get_engine(settings.warehouse_url)
@@ -434,7 +435,7 @@ def publish_spike_report(settings: Settings, summary: dict[str, Any], sent: dict
     """Markdown artifact ``spike-alerts`` listing current alerts; image artifacts when charts are served."""
     from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
-    rows = current_alert_rows(settings.warehouse_url, since=datetime.fromisoformat(summary["as_of"]) - timedelta(days=1))
+    rows = current_alert_rows(settings.warehouse_url, since=as_utc(summary["as_of"]) - timedelta(days=1))
     markdown = alerts_markdown(rows, summary, sent)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=markdown, description="Current ticket-spike alerts.")
     if settings.spike_chart_base_url:

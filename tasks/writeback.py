@@ -21,6 +21,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
+from models.windows import as_utc
 from tasks.helpdesk import HelpdeskError, WriteOutcomeUnknownError
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
@@ -83,7 +84,7 @@ def plan_writeback(settings: Settings) -> int:
                 conn.execute(stmt, changes[start:start + 2000])
             planned = len(changes)
         if high is not None:
-            high = high if high.tzinfo else high.replace(tzinfo=UTC)
+            high = as_utc(high)
             save_stream_state(conn, PLAN_STREAM, cursor=config, run_id=None,
                               watermark=(high - EPOCH) // timedelta(microseconds=1))
     return planned

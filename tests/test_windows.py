@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -93,3 +93,105 @@ def test_flow_reads_its_window_from_the_scheduled_start_time(prefect_harness):
     result = run_flow(probe, flow_run=run, return_type="result")
     assert result == {"start": "2026-11-20T09:00:00+00:00", "end": "2026-11-20T10:00:00+00:00",
                       "source": "schedule"}
+
+
+# ------------------------------------------------------------------ as_utc: every datetime kind that comes in
+
+def _prefect_runtime_start(iso: str):
+    """The object ``prefect.runtime.flow_run.scheduled_start_time`` returns: a flow run read from the API."""
+    from prefect.client.schemas.objects import FlowRun
+
+    return FlowRun.model_validate({"flow_id": "00000000-0000-0000-0000-000000000000",
+                                   "expected_start_time": iso}).expected_start_time
+
+
+def _kinds():
+    from zoneinfo import ZoneInfo
+
+    import numpy as np
+    import pandas as pd
+    import pendulum
+
+    want = utc(2026, 12, 1, 10, 5)
+    return [
+        ("prefect-runtime-pendulum", lambda: _prefect_runtime_start("2026-12-01T10:05:00+00:00"), want),
+        ("prefect-runtime-pendulum-offset", lambda: _prefect_runtime_start("2026-12-01T11:05:00+01:00"), want),
+        ("pendulum-utc", lambda: pendulum.datetime(2026, 12, 1, 10, 5, tz="UTC"), want),
+        ("pendulum-new-york", lambda: pendulum.datetime(2026, 12, 1, 5, 5, tz="America/New_York"), want),
+        ("aware-utc", lambda: utc(2026, 12, 1, 10, 5), want),
+        ("aware-zoneinfo", lambda: datetime(2026, 12, 1, 19, 5, tzinfo=ZoneInfo("Asia/Tokyo")), want),
+        ("aware-fixed-offset", lambda: datetime(2026, 12, 1, 8, 35, tzinfo=timezone(timedelta(hours=-1, minutes=-30))),
+         want),
+        ("naive-as-utc", lambda: datetime(2026, 12, 1, 10, 5), want),
+        ("iso-z", lambda: "2026-12-01T10:05:00Z", want),
+        ("iso-offset", lambda: "2026-12-01T12:05:00+02:00", want),
+        ("iso-no-offset", lambda: "2026-12-01T10:05:00", want),
+        ("iso-space-and-micro", lambda: " 2026-12-01 10:05:00.000000+00:00 ", want),
+        ("iso-date-only", lambda: "2026-12-01", utc(2026, 12, 1)),
+        ("date", lambda: date(2026, 12, 1), utc(2026, 12, 1)),
+        ("pandas-aware", lambda: pd.Timestamp("2026-12-01 11:05", tz="Europe/Paris"), want),
+        ("pandas-naive", lambda: pd.Timestamp("2026-12-01 10:05"), want),
+        ("pandas-nanoseconds", lambda: pd.Timestamp("2026-12-01T10:05:00.000000999Z"), want),
+        ("numpy-datetime64", lambda: np.datetime64("2026-12-01T10:05"), want),
+    ]
+
+
+@pytest.mark.parametrize(("make", "expected"), [(m, e) for _, m, e in _kinds()], ids=[k for k, _, _ in _kinds()])
+def test_as_utc_returns_a_plain_aware_utc_datetime_for_every_kind(make, expected):
+    import pandas as pd
+
+    from models.windows import as_utc
+
+    value = as_utc(make())
+    assert type(value) is datetime and value.tzinfo is UTC and value == expected
+    # What broke scheduled runs: arithmetic came out naive and pandas inferred another zone.
+    earlier = value - timedelta(days=90)
+    assert earlier.tzinfo is UTC and earlier < value
+    assert len(pd.date_range(value - 3 * HOUR, value, freq="h", inclusive="left", tz=UTC)) == 3
+    assert as_utc(value) == value
+
+
+@pytest.mark.parametrize("kind", ["prefect-runtime-pendulum", "pandas-aware", "iso-z", "naive-as-utc"])
+def test_windows_from_any_kind_are_plain_utc(kind):
+    make = next(m for k, m, _ in _kinds() if k == kind)
+    window = run_window(make(), HOUR)
+    assert type(window.start) is datetime and type(window.end) is datetime
+    assert window.start.tzinfo is UTC and window.end - window.start == HOUR
+    explicit = run_window(utc(2026, 12, 2), HOUR, start=make())
+    assert type(explicit.start) is datetime and explicit.end.tzinfo is UTC
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "", "2026-13-01T00:00:00Z", None, 1764583500, "NaT"])
+def test_as_utc_rejects_what_is_not_a_date_time_with_a_clear_error(bad):
+    from models.windows import as_utc
+
+    with pytest.raises(WindowError, match=r"date/time"):
+        as_utc(bad)
+
+
+def test_as_utc_rejects_pandas_nat():
+    import pandas as pd
+
+    from models.windows import as_utc
+
+    with pytest.raises(WindowError, match="date/time"):
+        as_utc(pd.NaT)
+
+
+def test_csat_window_from_the_prefect_runtime_start_is_aware():
+    from tasks.csat import resolve_window
+
+    window = resolve_window(None, None, _prefect_runtime_start("2026-12-01T02:30:00+00:00"), 90)
+    assert (window.start, window.end) == (utc(2026, 9, 2, 2, 30), utc(2026, 12, 1, 2, 30))
+    assert type(window.start) is datetime and window.start.tzinfo is UTC
+
+
+def test_spike_counts_accept_the_prefect_runtime_start():
+    import pandas as pd
+
+    from models.spikes import hourly_counts
+
+    end = _prefect_runtime_start("2026-12-01T10:00:00+00:00")
+    counts = hourly_counts(pd.DataFrame({"created_at": [utc(2026, 12, 1, 9, 30)], "category": ["a.b"]}),
+                           end - timedelta(hours=3), end, {"a.b": "a"})
+    assert list(counts["a.b"]) == [0, 0, 1]

@@ -6,11 +6,11 @@ Natural keys are the helpdesk ids, so every load is an idempotent upsert.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
+
+from models.windows import as_utc
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -38,7 +38,7 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r} given to the warehouse; use UTC-aware datetimes")
-        value = value.astimezone(UTC)
+        value = as_utc(value)  # also turns pendulum/pandas values into the plain datetime drivers expect
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
@@ -46,11 +46,7 @@ class UTCDateTime(TypeDecorator):
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        if isinstance(value, str):  # raw SQL paths on SQLite
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return as_utc(value)  # naive (SQLite, raw SQL strings) = UTC
 
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
