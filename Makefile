@@ -57,11 +57,14 @@ down:
 status:
 	@ops/stack.sh status
 
-## Create the work pool (idempotent) and deploy everything in prefect.yaml to the server at PREFECT_API_URL.
-PREFECT_API_URL ?= http://127.0.0.1:4200/api
+## Create the work pool (idempotent) and deploy everything in prefect.yaml to the server at PREFECT_API_URL
+## (default: the local stack's, http://127.0.0.1:$(PREFECT_PORT)/api); on a stack without a champion model, also
+## load history and train one (BOOTSTRAP=0 skips that). Same ports as `make up`: PREFECT_PORT, MLFLOW_PORT.
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 deploy: install
-	PREFECT_API_URL=$(PREFECT_API_URL) $(UV) run prefect work-pool create ticketlens-process --type process --overwrite
-	PREFECT_API_URL=$(PREFECT_API_URL) $(UV) run prefect --no-prompt deploy --all
+	PREFECT_PORT=$(PREFECT_PORT) MLFLOW_PORT=$(MLFLOW_PORT) PREFECT_API_URL=$(PREFECT_API_URL) ops/deploy.sh
 
 clean:
 	rm -rf ticketlens.db ticketlens.db-* .pytest_cache .ruff_cache var/
