@@ -18,6 +18,10 @@ from prefect.cache_policies import NO_CACHE
 from models.evaluation import PromotionDecision
 from tasks.settings import Settings
 
+# MLflow 3.17's UI has a global GenAI / Model-training switch, remembered per browser and GenAI by default; the
+# experiment tag (tasks.tracking.EXPERIMENT_KIND) is not enough for a browser that never switched. Links carry it.
+ML_VIEW = "?workflowType=machine_learning"
+
 MODEL_DESCRIPTION = (
     "Ticket-category classifier (TF-IDF word + character n-grams, linear model) over the TicketLens taxonomy. "
     "Retrained every night by the Prefect deployment `nightly-retrain` on agent-confirmed categories; a new "
@@ -58,8 +62,12 @@ def mlflow_ui_base(settings: Settings) -> str | None:
 def prefect_run() -> tuple[str | None, str | None, str | None]:
     """(flow run id, its Prefect UI URL, its name) of the current run; Nones outside a run."""
     from prefect.runtime import flow_run
+    from prefect.settings import PREFECT_UI_URL
 
-    return flow_run.id, flow_run.ui_url, flow_run.name
+    # The UI's route is /runs/flow-run/<id> (what the engine logs); runtime's ui_url uses an older form.
+    ui = PREFECT_UI_URL.value()
+    url = f"{ui.rstrip('/')}/runs/flow-run/{flow_run.id}" if ui and flow_run.id else None
+    return flow_run.id, url, flow_run.name
 
 
 @task(name="link-training-run", cache_policy=NO_CACHE)
@@ -95,7 +103,8 @@ def link_training_run(settings: Settings, run_id: str, version: str, decision: P
     base = mlflow_ui_base(settings)
     experiment_id = client.get_run(run_id).info.experiment_id
     return TrainingLinks(
-        mlflow_run_url=f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None,
-        model_version_url=f"{base}/#/models/{quote(settings.model_name)}/versions/{version}" if base else None,
+        mlflow_run_url=f"{base}/#/experiments/{experiment_id}/runs/{run_id}{ML_VIEW}" if base else None,
+        model_version_url=f"{base}/#/models/{quote(settings.model_name)}/versions/{version}{ML_VIEW}" if base
+        else None,
         prefect_run_url=flow_run_url, run_name=run_name,
     )
