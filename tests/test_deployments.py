@@ -304,8 +304,13 @@ def test_scheduler_creates_runs_and_scheduled_runs_complete_against_the_live_sim
     assert results["csat-drivers"][0].name == f"csat {csat_slot - timedelta(days=90):%Y-%m-%d}..{csat_slot:%Y-%m-%d}"
 
     # nightly-retrain: a champion registered from the scheduled run.
-    _, retrain_artifacts = results["nightly-retrain"]
+    retrain, retrain_artifacts = results["nightly-retrain"]
     assert "nightly-retrain-decision" in retrain_artifacts
+    import mlflow
+
+    tracking = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (mlflow_run,) = tracking.search_runs([tracking.get_experiment_by_name("ticket-category").experiment_id])
+    assert mlflow_run.info.run_name == retrain.name and mlflow_run.data.tags["prefect.flow_run_id"] == str(retrain.id)
 
     # hourly-pipeline: its window came from the scheduler's slot (a pendulum DateTime inside the run).
     hourly, hourly_artifacts = results["hourly-pipeline"]
@@ -337,6 +342,8 @@ def test_scheduler_creates_runs_and_scheduled_runs_complete_against_the_live_sim
     assert ("opened", "sent") in sent
     assert slack.bodies and any("Password reset" in json.dumps(b) or INCIDENT_CATEGORY in json.dumps(b)
                                 for b in slack.bodies), slack.bodies
+    assert any("/runs/flow-run/" in json.dumps(b) and "Prefect run" in json.dumps(b) for b in slack.bodies), \
+        "the alert links the Prefect run that raised it"
 
     # csat-drivers: the scheduled run's 90-day window held the ratings, and drivers were reported.
     _, csat_artifacts = results["csat-drivers"]
