@@ -23,6 +23,7 @@ from models.windows import as_utc
 from tasks.backfill import backfill_partition, plan_backfill
 from tasks.run_names import backfill_run_name
 from tasks.runlock import flow_lock
+from tasks.runstate import skipped_state
 from tasks.scoring import resolve_version
 from tasks.settings import get_settings
 from tasks.tracking import CHAMPION
@@ -76,9 +77,10 @@ def backfill(start: datetime | None = None, end: datetime | None = None, model_a
     """Re-score tickets created in [start, end) (whole history by default) with the aliased or given version."""
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
+    start, end = (None if v is None else as_utc(v) for v in (start, end))  # any datetime kind or ISO string → UTC
     with flow_lock(settings, "backfill", run_id) as held:
         if not held:
-            return {"skipped": True, "partitions": 0, "scored": 0}
+            return skipped_state("backfill", held.reason, {"skipped": True, "partitions": 0, "scored": 0})
         return _backfill(settings, run_id, start, end, model_alias, model_version)
 
 

@@ -38,6 +38,7 @@ from tasks.csat import (
 from tasks.ingest import prepare_warehouse
 from tasks.run_names import csat_run_name
 from tasks.runlock import flow_lock
+from tasks.runstate import skipped_state
 from tasks.settings import get_settings
 
 
@@ -49,7 +50,8 @@ def csat_drivers(start: datetime | None = None, end: datetime | None = None) -> 
     prepare_warehouse(settings.warehouse_url)
     with flow_lock(settings, "csat-drivers", run_id) as held:
         if not held:
-            return {"skipped": True, "window": {"start": window.start, "end": window.end}}
+            return skipped_state("csat-drivers", held.reason,
+                                 {"skipped": True, "window": {"start": window.start, "end": window.end}})
         return _analyse(settings, run_id, window)
 
 

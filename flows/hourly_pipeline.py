@@ -14,10 +14,11 @@ scheduled at 10:05 owns [09:00, 10:00) even if it starts late, is retried, or is
   retries pending/failed tickets from earlier hours.
 - spike detection evaluates the hour ending at ``window.end`` (its ``as_of``), catching up missed hours.
 
-A failed write-back is recorded and retried on the next run; it never fails the pipeline. Spike detection runs
-last, as the ``spike-detection`` subflow: by then scoring has committed, so a detection failure is logged and
-reported but loses nothing (the next run catches the missed hour up). Scoring without a
-champion model fails the run with a message that says to run ``nightly-retrain`` first.
+Final state (``tasks.runstate``): a run whose write-back failed for some tickets (recorded, retried next run) or
+whose ``spike-detection`` subflow failed (it runs last, after scoring and write-back committed; the next run
+catches the hour up) still commits everything that succeeded, then ends ``Failed`` with a message naming each
+failed step — never ``Completed``. A run that finds its lock held ends ``Skipped``. Scoring without a champion
+model fails the run with a message that says to run ``nightly-retrain`` first.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from flows.ingest import ingest
 from flows.spikes import spike_detection
 from tasks.run_names import hourly_run_name
 from tasks.runlock import flow_lock
+from tasks.runstate import RunSkippedError, final_state, is_skipped, skipped_state, subflow_outcome
 from tasks.runtime import hourly_window
 from tasks.scoring import score_new_tickets, score_window_tickets
 from tasks.settings import get_settings
@@ -56,14 +58,17 @@ def hourly_pipeline(start: datetime | None = None, end: datetime | None = None,
     get_run_logger().info("Window %s", window)
     with flow_lock(settings, "hourly-pipeline", run_id) as held:
         if not held:
-            return {"skipped": True, "window": window.as_dict()}
-        return _hourly(settings, run_id, window, max_pages)
+            return skipped_state("hourly-pipeline", held.reason, {"skipped": True, "window": window.as_dict()})
+        result, failures = _hourly(settings, run_id, window, max_pages)
+    return final_state("hourly-pipeline", result, failures)
 
 
-def _hourly(settings, run_id: str, window, max_pages: int | None) -> dict:
+def _hourly(settings, run_id: str, window, max_pages: int | None) -> tuple[dict, dict[str, str]]:
     explicit = window.source == "parameters"
-    ingested = ingest(start_time=window.start if explicit else None, max_pages=max_pages)
-    if ingested.get("skipped"):  # a separate ingest run is busy: score what is already loaded
+    failures: dict[str, str] = {}
+    try:
+        ingested = ingest(start_time=window.start if explicit else None, max_pages=max_pages)
+    except RunSkippedError:  # a separate ingest run is busy loading: score what is already loaded
         ingested = {"tickets": {"fetched": 0}, "satisfaction_ratings": {"fetched": 0}, "skipped": True}
     scored = score_new_tickets(settings, run_id)
     in_window = score_window_tickets(settings, run_id, window.start, window.end)
@@ -71,14 +76,23 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> dict:
     pushed = push_writeback(settings, run_id)
     polled = poll_writeback_jobs(settings)
     states = writeback_summary(settings.warehouse_url)
-    try:
-        spikes = spike_detection(as_of=window.end)
+    if pushed["failed"] or polled["failed"]:
+        failures["write-back"] = (f"{pushed['failed']} ticket(s) failed to submit, {polled['failed']} rejected by "
+                                  "the helpdesk (status 'failed' in writeback_state; retried next run)")
+    # Last: scoring and write-back are committed, so a failure here loses nothing (the next run catches up).
+    spike_state = spike_detection(as_of=window.end, return_state=True)
+    spikes, spike_failure = subflow_outcome(spike_state)
+    if spike_failure:
+        get_run_logger().error("spike detection did not finish: %s", spike_failure)
+        failures["spike-detection"] = spike_failure + "; the next run catches the hour up"
+    if is_skipped(spike_state):
+        spike_line = "- spikes: skipped, another spike-detection run holds its lock (the next run catches up)"
+    elif spikes and "opened" in spikes:
         spike_line = (f"- spikes: {spikes['opened']} opened, {spikes['grew']} grew, {spikes['resolved']} resolved; "
                       f"Slack {spikes['slack']['sent']} sent, {spikes['slack']['failed']} failed (retried next run)")
-    except Exception as exc:  # scoring and write-back are committed; the next run catches this hour up
-        get_run_logger().error("spike detection failed: %s: %s", type(exc).__name__, exc)
-        spikes = {"error": f"{type(exc).__name__}: {exc}"}
-        spike_line = f"- spikes: detection FAILED ({type(exc).__name__}); the next run catches the hour up"
+    else:
+        spikes = {"error": spike_failure}
+        spike_line = f"- spikes: detection FAILED ({spike_failure}); the next run catches the hour up"
     lines = [
         "# Hourly pipeline",
         "",
@@ -86,6 +100,8 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> dict:
         f"- ingest: {ingested['tickets']['fetched']} tickets, {ingested['satisfaction_ratings']['fetched']} ratings",
         f"- scored {scored['scored']} new tickets with {settings.model_name} v{scored['model_version']}, "
         f"{in_window['scored']} more updated in the window that had no current prediction",
+        f"- not re-scored: {scored['echoes']} write-back echoes (only TicketLens's own tags/fields changed), "
+        f"{scored['unchanged_inputs']} changed in fields scoring does not read",
         f"- write-back: {planned} planned, {pushed['submitted']} submitted, {pushed['failed']} failed to submit, "
         f"{pushed['in_doubt']} sent without a clear answer (read back next run), "
         f"{polled['done']} confirmed, {polled['failed']} rejected by the helpdesk, {polled['open_jobs']} jobs open"
@@ -96,11 +112,14 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> dict:
     if pushed["failed"] or polled["failed"]:
         lines.append("- failed write-backs are retried by the next run; `SELECT ticket_id, attempts, last_error "
                      "FROM writeback_state WHERE status = 'failed'` shows why")
+    lines.append("- final state: " + ("Failed — did not finish: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
+                                      if failures else "Completed"))
     create_markdown_artifact(key="hourly-pipeline-summary", markdown="\n".join(lines),
                              description="What this hour's run ingested, scored and pushed.")
     print("\n".join(lines[2:]))
     return {"window": window.as_dict(), "ingest": ingested, "scoring": scored, "window_scoring": in_window,
-            "planned": planned, "push": pushed, "poll": polled, "writeback_states": states, "spikes": spikes}
+            "planned": planned, "push": pushed, "poll": polled, "writeback_states": states, "spikes": spikes,
+            "failed_steps": failures}, failures
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from models.windows import as_utc
 from tasks.ingest import (
     RATING_STREAM,
     TICKET_STREAM,
@@ -32,6 +33,7 @@ from tasks.ingest import (
 )
 from tasks.run_names import ingest_run_name
 from tasks.runlock import flow_lock
+from tasks.runstate import skipped_state
 from tasks.settings import Settings, get_settings
 from tasks.warehouse.engine import describe_url
 
@@ -47,13 +49,14 @@ def ingest(start_time: datetime | None = None, max_pages: int | None = None) -> 
     """
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
+    start_time = None if start_time is None else as_utc(start_time)  # any datetime kind or ISO string → UTC
     logger = get_run_logger()
     logger.info("Warehouse %s, helpdesk %s", describe_url(settings.warehouse_url), settings.helpdesk_base_url)
 
     prepare_warehouse(settings.warehouse_url)
     with flow_lock(settings, "ingest", run_id) as held:
         if not held:
-            return {"skipped": True}
+            return skipped_state("ingest", held.reason, {"skipped": True})
         return _ingest(settings, start_time, max_pages, run_id)
 
 

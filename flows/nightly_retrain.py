@@ -18,6 +18,7 @@ from models.classifier import ClassifierConfig
 from tasks.mlflow_links import link_training_run
 from tasks.run_names import retrain_run_name
 from tasks.runlock import flow_lock
+from tasks.runstate import RunSkippedError, final_state, skipped_state
 from tasks.runtime import daily_window
 from tasks.settings import get_settings
 from tasks.tracking import ensure_experiment
@@ -50,11 +51,12 @@ def nightly_retrain(classifier_config: dict | None = None, end: datetime | None 
     lock_owner = str(flow_run.id or uuid4())
     with flow_lock(settings, "nightly-retrain", lock_owner) as held:
         if not held:
-            return {"skipped": True, "promoted": False}
-        return _retrain(settings, classifier_config, window, end)
+            return skipped_state("nightly-retrain", held.reason, {"skipped": True, "promoted": False})
+        result, failures = _retrain(settings, classifier_config, window, end)
+    return final_state("nightly-retrain", result, failures)
 
 
-def _retrain(settings, classifier_config: dict | None, window, end: datetime | None) -> dict:
+def _retrain(settings, classifier_config: dict | None, window, end: datetime | None) -> tuple[dict, dict[str, str]]:
     # Initialise the MLflow store once, before any parallel work (fresh SQLite stores crash on concurrent use).
     ensure_experiment(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
     frame = load_labelled_tickets(settings.warehouse_url, settings.training_max_rows,
@@ -75,16 +77,21 @@ def _retrain(settings, classifier_config: dict | None, window, end: datetime | N
                              description="Challenger vs champion on the same holdout, and the decision.")
     print(markdown)
     backfilled = None
+    failures: dict[str, str] = {}
     if decision.promote and settings.backfill_after_promotion:
         from flows.backfill import backfill
 
-        backfilled = backfill(model_version=version)  # re-score history with the new champion
+        try:
+            backfilled = backfill(model_version=version)  # re-score history with the new champion
+        except RunSkippedError as skip:  # promotion stands; history still carries the old champion's labels
+            failures["backfill"] = (f"{skip} — v{version} is champion but history is not re-scored yet: run the "
+                                    f"backfill deployment with model_version={version} once the other run ends")
     return {"window": window.as_dict(), "version": version, "run_id": run_id, "promoted": decision.promote,
             "mlflow_run_url": links.mlflow_run_url, "model_version_url": links.model_version_url,
             "reason": decision.reason,
             "metrics": {k: v for k, v in model.metrics.items() if not k.startswith("f1.")},
             "champion_version": champion_version,
-            "sentiment_winner": sentiment.winner if sentiment else "vader", "backfill": backfilled}
+            "sentiment_winner": sentiment.winner if sentiment else "vader", "backfill": backfilled}, failures
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Runs inside ``hourly-pipeline`` after write-back (and can run alone, e.g. to re-
 end of the evaluated hour (UTC; any datetime kind or ISO string, see ``models.windows.as_utc``). By default it is
 the end of the clock hour before the run's *scheduled* start (like ``hourly-pipeline``'s window), so a late or
 retried run evaluates its own hour; a missed hour is caught up on the next run.
-A Slack failure never fails the run: the message stays in ``slack_messages`` and is retried next run.
+A Slack failure loses nothing (the message stays in ``slack_messages`` and is retried next run), but the run
+ends ``Failed`` after committing the alerts, with a message saying how many alerts were not delivered: an alert
+nobody received is work not done. A run that finds the lock held ends ``Skipped`` (``tasks.runstate``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from models.windows import as_utc
 from tasks.ingest import prepare_warehouse
 from tasks.run_names import spikes_run_name
 from tasks.runlock import flow_lock
+from tasks.runstate import final_state, skipped_state
 from tasks.runtime import hourly_window
 from tasks.settings import get_settings
 from tasks.spikes import describe_hours, detect_spikes_task, publish_spike_report, send_slack_alerts
@@ -33,9 +36,11 @@ def spike_detection(as_of: datetime | None = None) -> dict:
     # One evaluator at a time: two overlapping runs would both open (and announce) the same alert.
     with flow_lock(settings, "spike-detection", run_id) as held:
         if not held:
-            return {"skipped": True, "hours": [], "opened": 0, "grew": 0, "resolved": 0,
-                    "slack": {"sent": 0, "failed": 0, "not_sent": 0}}
-        return _detect(settings, run_id, as_of)
+            return skipped_state("spike-detection", held.reason, {
+                "skipped": True, "hours": [], "opened": 0, "grew": 0, "resolved": 0,
+                "slack": {"sent": 0, "failed": 0, "not_sent": 0}})
+        result = _detect(settings, run_id, as_of)
+    return final_state("spike-detection", result, slack_failures(result["slack"]))
 
 
 def _detect(settings, run_id: str, as_of: datetime | None) -> dict:
@@ -45,6 +50,16 @@ def _detect(settings, run_id: str, as_of: datetime | None) -> dict:
     print(f"spike detection for the hour(s) ending {describe_hours(summary['hours'])}: {summary['opened']} opened, "
           f"{summary['grew']} grew, {summary['resolved']} resolved; Slack {sent}")
     return {**summary, "slack": sent}
+
+
+def slack_failures(sent: dict) -> dict[str, str]:
+    """The failed step, if any Slack message was not delivered (``not_sent`` = no webhook configured: not a failure)."""
+    if sent.get("error"):
+        return {"slack": "could not read the Slack outbox; queued messages are sent next run"}
+    if sent.get("failed"):
+        return {"slack": f"{sent['failed']} alert message(s) not delivered (kept in slack_messages with the error, "
+                         "retried next run)"}
+    return {}
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from models.windows import as_utc
-from tasks.scoring import predict_frame, read_partition, rescore_in_chunks
+from tasks.scoring import EchoMarks, predict_frame, read_partition, rescore_in_chunks
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.schema import backfill_partitions, tickets
@@ -65,11 +65,13 @@ def backfill_partition(settings: Settings, partition: Partition, version: str, r
                        chunk: int | None = None) -> int:
     """Score one month in chunks of ``chunk`` tickets (memory bounded by the chunk), then mark it done."""
     chunk = chunk or settings.scoring_chunk_size
+    marks = EchoMarks.of(settings)  # fingerprints stored with the new predictions: their write-back echoes are
+    # recognised by the next hourly run instead of being re-scored (models.echoes)
     # The query is built in tasks.scoring (not here) so that it references the worker's own table objects even
     # when this function is shipped by value to a Dask worker.
     total = rescore_in_chunks(
         get_engine(settings.warehouse_url),
-        lambda conn, after_id: read_partition(conn, partition.start, partition.end, after_id, chunk),
+        lambda conn, after_id: read_partition(conn, partition.start, partition.end, after_id, chunk, marks),
         lambda frame: predict_frame(settings, frame, version),
         run_id,
     )

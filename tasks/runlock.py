@@ -176,12 +176,24 @@ def _heartbeat(engine: sa.Engine, name: str, owner: str, lease: timedelta, stop:
             log.warning("Could not renew run lock %r: %s", name, type(exc).__name__)
 
 
-@contextmanager
-def flow_lock(settings, name: str, run_id: str) -> Iterator[bool]:
-    """``with flow_lock(settings, "ingest", run_id) as held:`` — held is False when another run has it.
+@dataclass(frozen=True)
+class LockOutcome:
+    """What ``flow_lock`` yields: truthy when this run holds the lock; ``reason`` says who has it otherwise."""
 
-    The busy case is logged once, clearly, and the flow returns without doing anything: exit 0, nothing done
-    twice. Set TICKETLENS_RUN_LOCK_WAIT_SECONDS to wait for the other run instead.
+    held: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.held
+
+
+@contextmanager
+def flow_lock(settings, name: str, run_id: str) -> Iterator[LockOutcome]:
+    """``with flow_lock(settings, "ingest", run_id) as held:`` — held is falsy when another run has it.
+
+    The busy case is logged once, clearly, and the flow returns without doing anything, nothing done twice; it
+    ends in the ``Skipped`` state (``tasks.runstate.skipped_state`` with ``held.reason``), not ``Completed``.
+    Set TICKETLENS_RUN_LOCK_WAIT_SECONDS to wait for the other run instead.
     """
     from prefect import get_run_logger
 
@@ -197,7 +209,7 @@ def flow_lock(settings, name: str, run_id: str) -> Iterator[bool]:
                                          lease_seconds=settings.run_lock_lease_seconds))
         except RunLockBusyError as exc:
             get_run_logger().warning("Skipping this %s run: %s.", name, exc)
-            yield False
+            yield LockOutcome(False, str(exc))
             return
         with stack:
-            yield True
+            yield LockOutcome(True)

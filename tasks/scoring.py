@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from models.echoes import CONTENT_FIELDS, INPUT_FIELDS, classify_versions, fingerprints
 from models.routing import RoutingPolicy
 from models.scoring import score_tickets
 from models.taxonomy import load_taxonomy
+from models.windows import as_utc
 from tasks.settings import Settings
 from tasks.tracking import (
     CHAMPION,
@@ -201,11 +204,17 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
 
 
 def predict_frame(settings: Settings, frame: pd.DataFrame, version: str) -> pd.DataFrame:
+    if frame.empty:
+        return pd.DataFrame()
     scored = score_tickets(frame, load_classifier(settings, version), sentiment_for(settings, len(frame)),
                            language_detector_for(settings, len(frame)), load_taxonomy(), routing_policy(settings))
     if not scored.empty:
         scored["model_name"] = settings.model_name
         scored["model_version"] = version
+        if "input_sha256" in frame:  # the fingerprints of the scored ticket version (models.echoes)
+            marks = frame.set_index("id")[["input_sha256", "content_sha256"]].reindex(scored["ticket_id"])
+            scored["input_sha256"] = marks["input_sha256"].to_numpy()
+            scored["content_sha256"] = marks["content_sha256"].to_numpy()
     return scored
 
 
@@ -235,7 +244,9 @@ def write_predictions(conn: sa.Connection, scored: pd.DataFrame, run_id: str) ->
     stmt = stmt.on_conflict_do_update(
         index_elements=["ticket_id", "model_name", "model_version", "ticket_updated_at"],
         # A re-score makes the row current again and "new" for the write-back planner (e.g. after a rollback).
-        set_={"is_current": True, "predicted_at": stmt.excluded.predicted_at, "run_id": stmt.excluded.run_id},
+        set_={"is_current": True, "predicted_at": stmt.excluded.predicted_at, "run_id": stmt.excluded.run_id,
+              "input_sha256": sa.func.coalesce(stmt.excluded.input_sha256, ticket_predictions.c.input_sha256),
+              "content_sha256": sa.func.coalesce(stmt.excluded.content_sha256, ticket_predictions.c.content_sha256)},
     )
     for start in range(0, len(rows), 2000):
         conn.execute(stmt, rows[start:start + 2000])
@@ -244,18 +255,83 @@ def write_predictions(conn: sa.Connection, scored: pd.DataFrame, run_id: str) ->
 
 TICKET_COLUMNS = (tickets.c.id, tickets.c.updated_at, tickets.c.subject, tickets.c.description, tickets.c.tags,
                   tickets.c.extracted_at)
+_FRAME_COLUMNS = ["id", "updated_at", "subject", "description", "tags", "extracted_at"]
+# The further columns the echo fingerprints read (models.echoes), fetched only when fingerprints are wanted.
+FINGERPRINT_COLUMNS = tuple(tickets.c[name] for name in (*INPUT_FIELDS, *CONTENT_FIELDS, "custom_fields")
+                            if name not in {c.name for c in TICKET_COLUMNS})
 
 
-def read_tickets(conn: sa.Connection, where, limit: int, order=tickets.c.extracted_at) -> pd.DataFrame:
-    rows = conn.execute(sa.select(*TICKET_COLUMNS).where(where).order_by(order, tickets.c.id).limit(limit)).all()
-    return pd.DataFrame(rows, columns=["id", "updated_at", "subject", "description", "tags", "extracted_at"])
+@dataclass(frozen=True)
+class EchoMarks:
+    """What TicketLens itself writes to a ticket: tags with ``prefix`` and the custom fields ``field_ids``."""
+
+    prefix: str
+    field_ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, settings: Settings) -> EchoMarks:
+        return cls(settings.writeback_tag_prefix, tuple(sorted(int(i) for i in settings.writeback_custom_fields.values())))
 
 
-def read_partition(conn: sa.Connection, start: datetime, end: datetime, after_id: int, limit: int) -> pd.DataFrame:
+def read_tickets(conn: sa.Connection, where, limit: int, order=tickets.c.extracted_at,
+                 marks: EchoMarks | None = None) -> pd.DataFrame:
+    """Tickets to score; with ``marks``, also their ``input_sha256`` / ``content_sha256`` (models.echoes),
+    computed from the rows as the database returns them (plain Python values, the same on every path)."""
+    columns = TICKET_COLUMNS + (FINGERPRINT_COLUMNS if marks else ())
+    rows = conn.execute(sa.select(*columns).where(where).order_by(order, tickets.c.id).limit(limit)).all()
+    frame = pd.DataFrame([tuple(r)[:len(_FRAME_COLUMNS)] for r in rows], columns=_FRAME_COLUMNS)
+    if marks is not None:
+        pairs = [fingerprints(r._mapping, marks.prefix, marks.field_ids) for r in rows]
+        frame["input_sha256"] = [p[0] for p in pairs]
+        frame["content_sha256"] = [p[1] for p in pairs]
+    return frame
+
+
+def read_partition(conn: sa.Connection, start: datetime, end: datetime, after_id: int, limit: int,
+                   marks: EchoMarks | None = None) -> pd.DataFrame:
     """Non-deleted tickets created in [start, end) with id > ``after_id`` (keyset pagination by id)."""
     where = sa.and_(tickets.c.is_deleted.is_(False), tickets.c.created_at >= start, tickets.c.created_at < end,
                     tickets.c.id > after_id)
-    return read_tickets(conn, where, limit, order=tickets.c.id)
+    return read_tickets(conn, where, limit, order=tickets.c.id, marks=marks)
+
+
+def current_fingerprints(conn: sa.Connection, model_name: str, version: str,
+                         ids: list[int]) -> dict[int, tuple[Any, str | None, str | None]]:
+    """Per ticket, (scored version's updated_at, fingerprints) of its current prediction by this model version."""
+    p = ticket_predictions
+    out: dict[int, tuple[Any, str | None, str | None]] = {}
+    for start in range(0, len(ids), 5000):
+        rows = conn.execute(sa.select(p.c.ticket_id, p.c.ticket_updated_at, p.c.input_sha256, p.c.content_sha256)
+                            .where(p.c.ticket_id.in_(ids[start:start + 5000]), p.c.is_current.is_(True),
+                                   p.c.model_name == model_name, p.c.model_version == version))
+        out.update({int(r.ticket_id): (r.ticket_updated_at, r.input_sha256, r.content_sha256) for r in rows})
+    return out
+
+
+def drop_unchanged(conn: sa.Connection, frame: pd.DataFrame, model_name: str,
+                   version: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The tickets of ``frame`` that need a new prediction, and how many did not (``echo`` / ``kept``).
+
+    A version whose scoring inputs match those stored with the current prediction of this model version keeps
+    that prediction (nothing to re-score, so nothing new to push). ``echo``: nothing but TicketLens's own tags
+    and fields changed; ``kept``: something else changed that scoring does not read (status, assignee...) —
+    its content fingerprint is updated so that the next write-back echo of it is recognised as one.
+    """
+    if frame.empty or "input_sha256" not in frame:
+        return frame, {"echo": 0, "kept": 0, "current": 0}
+    ids = [int(i) for i in frame["id"]]
+    updated = [as_utc(v) for v in frame["updated_at"]]
+    split = classify_versions(zip(ids, updated, frame["input_sha256"], frame["content_sha256"], strict=True),
+                              current_fingerprints(conn, model_name, version, ids))
+    if split["kept"]:
+        content = dict(zip(ids, frame["content_sha256"], strict=True))
+        p = ticket_predictions
+        conn.execute(sa.update(p).where(p.c.ticket_id == sa.bindparam("tid"), p.c.is_current.is_(True),
+                                        p.c.model_name == model_name, p.c.model_version == version)
+                     .values(content_sha256=sa.bindparam("sha")),
+                     [{"tid": i, "sha": content[i]} for i in split["kept"]])
+    keep = frame["id"].isin(split["rescore"])
+    return frame[keep], {k: len(split[k]) for k in ("echo", "kept", "current")}
 
 
 def rescore_in_chunks(engine: sa.Engine, fetch, predict, run_id: str) -> int:
@@ -305,7 +381,9 @@ def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None)
     chunk = chunk or settings.scoring_chunk_size
     version = resolve_version(settings)
     engine = get_engine(settings.warehouse_url)
+    marks = EchoMarks.of(settings)
     scored_total = 0
+    unchanged = {"echo": 0, "kept": 0, "current": 0}
     while True:
         with engine.begin() as conn:
             state = get_stream_state(conn, SCORING_STREAM)
@@ -318,21 +396,27 @@ def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None)
                 if state.cursor is not None:
                     after = sa.or_(after, sa.and_(tickets.c.extracted_at == since, tickets.c.id > int(state.cursor)))
                 where = sa.and_(where, after)
-            frame = read_tickets(conn, where, chunk)
+            frame = read_tickets(conn, where, chunk, marks=marks)
             if frame.empty:
                 break
-            scored = predict_frame(settings, frame, version)
+            changed, skipped = drop_unchanged(conn, frame, settings.model_name, version)
+            scored = predict_frame(settings, changed, version)
             scored_total += write_predictions(conn, scored, run_id)
             last = frame.iloc[-1]
             mark = pd.Timestamp(last["extracted_at"])
             save_stream_state(conn, SCORING_STREAM, cursor=str(int(last["id"])), watermark=int(mark.value // 1000),
                               run_id=run_id)
-        logger.info("Scored %d tickets with %s v%s", len(frame), settings.model_name, version)
-    return {"model_version": version, "scored": scored_total}
+        unchanged = {k: unchanged[k] + skipped[k] for k in unchanged}
+        logger.info("Scored %d of %d loaded tickets with %s v%s; not re-scored: %d already scored in this version "
+                    "(e.g. by the backfill), %d write-back echoes (only TicketLens's own tags/fields changed), %d "
+                    "with unchanged scoring inputs", len(changed), len(frame), settings.model_name, version,
+                    skipped["current"], skipped["echo"], skipped["kept"])
+    return {"model_version": version, "scored": scored_total, "echoes": unchanged["echo"],
+            "unchanged_inputs": unchanged["kept"], "already_current": unchanged["current"]}
 
 
 def unscored_in_window(conn: sa.Connection, model_name: str, version: str, start: datetime, end: datetime,
-                       after_id: int, limit: int) -> pd.DataFrame:
+                       after_id: int, limit: int, marks: EchoMarks | None = None) -> pd.DataFrame:
     """Non-deleted tickets whose current version was updated in [start, end) and has no current prediction
     by this model version (keyset pagination by id)."""
     p = ticket_predictions
@@ -341,7 +425,7 @@ def unscored_in_window(conn: sa.Connection, model_name: str, version: str, start
                                p.c.model_version == version)
     where = sa.and_(tickets.c.is_deleted.is_(False), tickets.c.updated_at >= start, tickets.c.updated_at < end,
                     tickets.c.id > after_id, ~scored)
-    return read_tickets(conn, where, limit, order=tickets.c.id)
+    return read_tickets(conn, where, limit, order=tickets.c.id, marks=marks)
 
 
 @task(name="score-window-tickets", cache_policy=NO_CACHE)
@@ -355,14 +439,19 @@ def score_window_tickets(settings: Settings, run_id: str, start: datetime, end: 
     """
     version = resolve_version(settings)
     engine = get_engine(settings.warehouse_url)
-    last_id, total = -1, 0
+    marks = EchoMarks.of(settings)
+    last_id, total, kept = -1, 0, 0
     while True:
         with engine.begin() as conn:
-            frame = unscored_in_window(conn, settings.model_name, version, start, end, last_id, chunk)
+            frame = unscored_in_window(conn, settings.model_name, version, start, end, last_id, chunk, marks)
             if frame.empty:
                 break
-            total += write_predictions(conn, predict_frame(settings, frame, version), run_id)
+            # A write-back echo (or another change scoring does not read) keeps its prediction here too.
+            changed, skipped = drop_unchanged(conn, frame, settings.model_name, version)
+            kept += sum(skipped.values())
+            total += write_predictions(conn, predict_frame(settings, changed, version), run_id)
             last_id = int(frame["id"].max())
-    get_run_logger().info("Window %s → %s: %d tickets without a current v%s prediction scored",
-                          start.isoformat(), end.isoformat(), total, version)
-    return {"model_version": version, "scored": total}
+    get_run_logger().info("Window %s → %s: %d tickets without a current v%s prediction scored (%d kept their "
+                          "prediction: scoring inputs unchanged)", start.isoformat(), end.isoformat(), total,
+                          version, kept)
+    return {"model_version": version, "scored": total, "kept": kept}

@@ -84,8 +84,9 @@ def test_two_overlapping_ingest_processes_do_the_work_once(prefect_harness, ware
                     return False
 
             wait_for(first_holds_lock, 180)
-            second = ingest()  # the overlapping run, in this process: exits cleanly without touching anything
-            assert second == {"skipped": True}
+            # the overlapping run, in this process: exits cleanly without touching anything, as "Skipped"
+            second = ingest(return_state=True)
+            assert second.is_cancelled() and second.name == "Skipped", second
             out, _ = first.communicate(timeout=300)
         finally:
             if first.poll() is None:

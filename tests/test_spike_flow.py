@@ -44,7 +44,11 @@ def test_spike_flow_survives_slack_failure_and_retries(prefect_harness, flow_env
     monkeypatch.setenv("TICKETLENS_SLACK_WEBHOOK_URL", slack.url)
     get_settings.cache_clear()
     slack.statuses = [500]
-    first = spike_detection(as_of=SPIKE_AT + timedelta(hours=1))
+    state = spike_detection(as_of=SPIKE_AT + timedelta(hours=1), return_state=True)
+    # The alert is committed and the message kept, but an undelivered alert is work not done: Failed, saying so.
+    assert state.is_failed() and state.name == "Failed"
+    assert "slack: 1 alert message(s) not delivered" in state.message and "retried next run" in state.message
+    first = state.result(raise_on_failure=False).result
     assert first["opened"] == 1 and first["slack"]["failed"] == 1
     second = spike_detection(as_of=SPIKE_AT + timedelta(hours=2))
     assert second["opened"] == 0 and second["slack"]["sent"] == 1
@@ -67,8 +71,8 @@ def test_overlapping_spike_run_exits_cleanly_without_alerting(prefect_harness, f
     monkeypatch.setenv("TICKETLENS_SLACK_WEBHOOK_URL", slack.url)
     get_settings.cache_clear()
     with run_lock(flow_env, "spike-detection", "another-run"):
-        skipped = spike_detection(as_of=SPIKE_AT + timedelta(hours=1))
-    assert skipped["skipped"] is True and skipped["opened"] == 0
+        state = spike_detection(as_of=SPIKE_AT + timedelta(hours=1), return_state=True)
+    assert state.is_cancelled() and state.name == "Skipped" and "another-run" in state.message
     assert slack.requests == []
     with get_engine(flow_env).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM spike_alerts")).scalar_one() == 0

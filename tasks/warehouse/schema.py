@@ -213,6 +213,10 @@ ticket_predictions = sa.Table(
     sa.Column("is_current", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("predicted_at", UTCDateTime, nullable=False),
     sa.Column("run_id", sa.String(64)),
+    # Fingerprints of the scored ticket version without TicketLens's own tags/fields (models.echoes): a later
+    # version with the same input_sha256 keeps this prediction; same content_sha256 too = a write-back echo.
+    sa.Column("input_sha256", sa.String(64)),
+    sa.Column("content_sha256", sa.String(64)),
     sa.UniqueConstraint("ticket_id", "model_name", "model_version", "ticket_updated_at"),
     sa.Index("ix_ticket_predictions_current", "ticket_id", "is_current"),
 )
