@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument("--incidents-per-day", type=float, default=0.25,
                       help="planted incidents per day on average (Poisson; default 0.25)")
     live.add_argument("--first-incident-in-hours", type=int, metavar="N",
-                      help="also plant a 3-hour incident from the top of the hour N hours after start-up")
+                      help="also plant a 3-hour 12x incident from the top of the hour N hours after start-up")
     live.add_argument("--lookahead-hours", type=int, default=6,
                       help="generate the next day this many hours before the clock reaches it (default 6)")
     serve.add_argument("--requests-per-minute", type=int)
