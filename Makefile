@@ -7,7 +7,7 @@ export DO_NOT_TRACK ?= 1
 # No internet here: a Prefect server that tries to send telemetry logs an ERROR line on every start.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test lint unit bench bench-accuracy fuzz fault-suite sim up down status deploy clean reset check-helpdesk
+.PHONY: install demo test lint unit bench bench-accuracy fuzz fault-suite sim up down status deploy soak clean reset check-helpdesk
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
@@ -67,11 +67,20 @@ down:
 status:
 	@ops/stack.sh status
 
-## Create the work pool (idempotent) and deploy everything in prefect.yaml to the server at PREFECT_API_URL.
-PREFECT_API_URL ?= http://127.0.0.1:4200/api
+## Create the work pool (idempotent) and deploy everything in prefect.yaml to the server at PREFECT_API_URL
+## (default: the local stack's, http://127.0.0.1:$(PREFECT_PORT)/api); on a stack without a champion model, also
+## load history and train one (BOOTSTRAP=0 skips that). Same ports as `make up`: PREFECT_PORT, MLFLOW_PORT.
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 deploy: install
-	PREFECT_API_URL=$(PREFECT_API_URL) $(UV) run prefect work-pool create ticketlens-process --type process --overwrite
-	PREFECT_API_URL=$(PREFECT_API_URL) $(UV) run prefect --no-prompt deploy --all
+	PREFECT_PORT=$(PREFECT_PORT) MLFLOW_PORT=$(MLFLOW_PORT) PREFECT_API_URL=$(PREFECT_API_URL) ops/deploy.sh
+
+## Soak: the local stack (make up + make deploy) running its real schedules for SOAK_HOURS real hours, then a
+## table: runs per deployment, tickets ingested vs in the helpdesk, write-backs, echoes, alerts vs incidents, memory.
+SOAK_HOURS ?= 1
+soak: install
+	PREFECT_PORT=$(PREFECT_PORT) MLFLOW_PORT=$(MLFLOW_PORT) $(UV) run python -m bench.soak --hours $(SOAK_HOURS)
 
 ## clean: caches only (pytest, ruff, __pycache__); your warehouse, models and reports stay.
 clean:

@@ -21,6 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from models.windows import as_utc
 from tasks.backfill import backfill_partition, plan_backfill
+from tasks.run_names import backfill_run_name
 from tasks.runlock import flow_lock
 from tasks.runstate import skipped_state
 from tasks.scoring import resolve_version
@@ -70,7 +71,7 @@ def _terminal_bar(total: int):
         yield lambda: bar.advance(job)
 
 
-@flow(name="backfill", log_prints=True)
+@flow(name="backfill", log_prints=True, flow_run_name=backfill_run_name)
 def backfill(start: datetime | None = None, end: datetime | None = None, model_alias: str = CHAMPION,
              model_version: str | None = None) -> dict:
     """Re-score tickets created in [start, end) (whole history by default) with the aliased or given version."""

@@ -36,12 +36,13 @@ from tasks.csat import (
     write_csat_reports,
 )
 from tasks.ingest import prepare_warehouse
+from tasks.run_names import csat_run_name
 from tasks.runlock import flow_lock
 from tasks.runstate import skipped_state
 from tasks.settings import get_settings
 
 
-@flow(name="csat-drivers", log_prints=True)
+@flow(name="csat-drivers", log_prints=True, flow_run_name=csat_run_name)
 def csat_drivers(start: datetime | None = None, end: datetime | None = None) -> dict:
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())

@@ -32,6 +32,7 @@ from prefect.runtime import flow_run
 
 from flows.ingest import ingest
 from flows.spikes import spike_detection
+from tasks.run_names import hourly_run_name
 from tasks.runlock import flow_lock
 from tasks.runstate import RunSkippedError, final_state, is_skipped, skipped_state, subflow_outcome
 from tasks.runtime import hourly_window
@@ -40,7 +41,7 @@ from tasks.settings import get_settings
 from tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback, writeback_summary
 
 
-@flow(name="hourly-pipeline", log_prints=True)
+@flow(name="hourly-pipeline", log_prints=True, flow_run_name=hourly_run_name)
 def hourly_pipeline(start: datetime | None = None, end: datetime | None = None,
                     max_pages: int | None = None) -> dict:
     """Ingest, score, write back and detect spikes for one hour.

@@ -35,13 +35,14 @@ from tasks.ingest import (
     validate_rating_page,
     validate_ticket_page,
 )
+from tasks.run_names import ingest_run_name
 from tasks.runlock import flow_lock
 from tasks.runstate import skipped_state
 from tasks.settings import Settings, get_settings
 from tasks.warehouse.engine import describe_url
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", log_prints=True, flow_run_name=ingest_run_name)
 def ingest(start_time: datetime | None = None, max_pages: int | None = None) -> dict[str, dict]:
     """Extract tickets, CSAT ratings, agents, groups and ticket fields into the warehouse.
 

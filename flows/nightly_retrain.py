@@ -15,6 +15,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from models.classifier import ClassifierConfig
+from tasks.mlflow_links import link_training_run
+from tasks.run_names import retrain_run_name
 from tasks.runlock import flow_lock
 from tasks.runstate import RunSkippedError, final_state, skipped_state
 from tasks.runtime import daily_window
@@ -32,7 +34,7 @@ from tasks.training import (
 )
 
 
-@flow(name="nightly-retrain", log_prints=True)
+@flow(name="nightly-retrain", log_prints=True, flow_run_name=retrain_run_name)
 def nightly_retrain(classifier_config: dict | None = None, end: datetime | None = None) -> dict:
     """Retrain the ticket-category classifier; promote it only if it beats the champion on the same holdout.
 
@@ -66,9 +68,11 @@ def _retrain(settings, classifier_config: dict | None, window, end: datetime | N
     run_id, version = log_and_register(settings, model, champion_version, champion_metrics, sentiment,
                                        sentiment_model)
     decision = promote_if_better(settings, version, model.metrics, champion_version, champion_metrics)
+    links = link_training_run(settings, run_id, version, decision, f"{window.start:%Y-%m-%d}")
     markdown = decision_markdown(settings, version, run_id, model, decision, champion_version, champion_metrics,
                                  sentiment)
     markdown += f"\n\nWindow: {window}" + (" — training data cut off at its end." if end is not None else ".")
+    markdown += "\n" + links.markdown(run_id, settings.model_name, version)
     create_markdown_artifact(key="nightly-retrain-decision", markdown=markdown,
                              description="Challenger vs champion on the same holdout, and the decision.")
     print(markdown)
@@ -83,6 +87,7 @@ def _retrain(settings, classifier_config: dict | None, window, end: datetime | N
             failures["backfill"] = (f"{skip} — v{version} is champion but history is not re-scored yet: run the "
                                     f"backfill deployment with model_version={version} once the other run ends")
     return {"window": window.as_dict(), "version": version, "run_id": run_id, "promoted": decision.promote,
+            "mlflow_run_url": links.mlflow_run_url, "model_version_url": links.model_version_url,
             "reason": decision.reason,
             "metrics": {k: v for k, v in model.metrics.items() if not k.startswith("f1.")},
             "champion_version": champion_version,

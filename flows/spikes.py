@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 
 from models.windows import as_utc
 from tasks.ingest import prepare_warehouse
+from tasks.run_names import spikes_run_name
 from tasks.runlock import flow_lock
 from tasks.runstate import final_state, skipped_state
 from tasks.runtime import hourly_window
@@ -26,7 +27,7 @@ from tasks.settings import get_settings
 from tasks.spikes import describe_hours, detect_spikes_task, publish_spike_report, send_slack_alerts
 
 
-@flow(name="spike-detection", log_prints=True)
+@flow(name="spike-detection", log_prints=True, flow_run_name=spikes_run_name)
 def spike_detection(as_of: datetime | None = None) -> dict:
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())

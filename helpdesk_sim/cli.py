@@ -35,7 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     _dataset_args(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--clock", type=_when, help="simulated time to start at (default: end of the data)")
+    serve.add_argument("--clock", type=_when, help="simulated time to start at (default: end of the data; "
+                       "with --live: now, and the clock runs on from the time given)")
+    live = serve.add_argument_group("live mode", "the clock follows wall time; tickets, ratings and incidents "
+                                    "keep arriving (--start/--days are not used)")
+    live.add_argument("--live", action="store_true", help="run in live mode")
+    live.add_argument("--history-days", type=int, default=30,
+                      help="days of history generated before today at start-up (default 30; CSAT looks back 90)")
+    live.add_argument("--incidents-per-day", type=float, default=0.25,
+                      help="planted incidents per day on average (Poisson; default 0.25)")
+    live.add_argument("--first-incident-in-hours", type=int, metavar="N",
+                      help="also plant a 3-hour 12x incident from the top of the hour N hours after start-up")
+    live.add_argument("--lookahead-hours", type=int, default=6,
+                      help="generate the next day this many hours before the clock reaches it (default 6)")
     serve.add_argument("--requests-per-minute", type=int)
     serve.add_argument("--export-requests-per-minute", type=int)
     serve.add_argument("--retry-after", default="1.5")
@@ -56,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
+    if args.command == "serve" and args.live:
+        return _serve_live(args)
     dataset = _generate(args)
     if args.command == "generate":
         from helpdesk_sim.generator import write_ground_truth
@@ -66,17 +80,41 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from helpdesk_sim.server import Faults, SimConfig, create_app, iso
+    from helpdesk_sim.server import create_app, iso
 
-    config = SimConfig(
+    config = _sim_config(args)
+    app = create_app(dataset, config)
+    print(f"helpdesk simulator on http://{args.host}:{args.port} ({len(dataset.tickets)} tickets, "
+          f"clock={iso(app.state.sim.now)})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _sim_config(args):
+    from helpdesk_sim.server import Faults, SimConfig
+
+    return SimConfig(
         host=args.host, port=args.port, email=args.email, api_token=args.api_token,
         clock=int(args.clock.timestamp()) if args.clock else None, requests_per_minute=args.requests_per_minute,
         export_requests_per_minute=args.export_requests_per_minute, retry_after=args.retry_after,
         faults=Faults(error_rate=args.error_rate, slow_ms=args.slow_ms), user_role=args.user_role,
         csat_api=args.csat_api, multiselect_reasons=args.multiselect_reasons, job_ttl_seconds=args.job_ttl_seconds,
     )
-    app = create_app(dataset, config)
-    print(f"helpdesk simulator on http://{args.host}:{args.port} ({len(dataset.tickets)} tickets, "
-          f"clock={iso(app.state.sim.now)})", file=sys.stderr, flush=True)
+
+
+def _serve_live(args) -> int:
+    import uvicorn
+
+    from helpdesk_sim.live import LiveConfig, create_live_app
+    from helpdesk_sim.server import iso
+
+    live = LiveConfig(seed=args.seed, history_days=args.history_days, tickets_per_day=args.tickets_per_day,
+                      incidents_per_day=args.incidents_per_day, lookahead_hours=args.lookahead_hours,
+                      first_incident_in_hours=args.first_incident_in_hours)
+    app = create_live_app(live, _sim_config(args))
+    state = app.state.sim
+    print(f"helpdesk simulator (live) on http://{args.host}:{args.port}: clock={iso(state.now)} following wall "
+          f"time, {args.history_days} days of history, ~{args.tickets_per_day} tickets/day, "
+          f"~{args.incidents_per_day:g} incidents/day", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

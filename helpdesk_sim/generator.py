@@ -64,6 +64,12 @@ class GeneratorConfig:
     # the null case on which the CSAT-driver analysis must report nothing.
     plant_csat_drivers: bool = True
     first_ticket_id: int = 1
+    first_rating_id: int = 900_001
+    # A continuation chunk (the live simulator, ``helpdesk_sim.live``): groups, agents and planted CSAT drivers
+    # still come from ``seed`` (the same people across chunks), everything after them from ``stream``.
+    stream: int | None = None
+    # Incidents to plant instead of random ones (each must lie inside [start, start + days)); None → random.
+    incident_plan: tuple[Incident, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
@@ -209,12 +215,16 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
     bad_agents = rng.sample(all_agents, k=min(c.bad_agents, len(all_agents)))
     if not c.plant_csat_drivers:
         bad_agents = []
+    if c.stream is not None:  # same organisation as `seed`, new tickets
+        rng = random.Random(c.stream)
+        nrng = np.random.default_rng(c.stream)
+        text = _Text(rng, tax)
 
     # --- incidents -------------------------------------------------------------------------------------------
     n_incidents = c.incidents if c.incidents is not None else max(1, c.days // 10)
     support_leaves = [k for k in leaves if tax.categories[k].feedback_type == "support"]
-    incidents: list[Incident] = []
-    for i in range(n_incidents):
+    incidents: list[Incident] = list(c.incident_plan) if c.incident_plan is not None else []
+    for i in range(n_incidents if c.incident_plan is None else 0):
         cat = rng.choices(support_leaves, weights=[tax.categories[k].base_share for k in support_leaves])[0]
         lo, hi = start + min(2 * DAY, c.days * DAY // 4), end - min(DAY, c.days * DAY // 4)
         begin = lo + rng.randrange(max(1, (hi - lo) // DAY)) * DAY + rng.randint(7, 19) * HOUR  # daytime
@@ -363,10 +373,10 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
     for rank, i in enumerate(order):
         rated, changed, score, comment, reason, assignee, group_id, theme = pending_ratings[i]
         if theme is not None:
-            reason_themes[900_001 + rank] = theme
+            reason_themes[c.first_rating_id + rank] = theme
         ti = rating_ticket_index[i]
         tickets[ti] = _replace(tickets[ti], rating=RatingSpec(
-            id=900_001 + rank, created_at=rated, updated_at=changed, score=score, comment=comment,
+            id=c.first_rating_id + rank, created_at=rated, updated_at=changed, score=score, comment=comment,
             reason=reason, assignee_id=assignee, group_id=group_id))
 
     ticket_fields = [

@@ -118,7 +118,9 @@ class SimState:
         self.ds = dataset
         self.config = config
         self.lock = threading.RLock()
-        self.now = int(config.clock if config.clock is not None else dataset.end)
+        self._now = int(config.clock if config.clock is not None else dataset.end)
+        # helpdesk_sim.live.LiveFeed when the clock follows wall time and data keeps arriving (live mode)
+        self.live: Any = None
         self.faults = config.faults
         self.rng = random.Random(config.fault_seed)
         self.by_id: dict[int, TicketSpec] = {t.id: t for t in dataset.tickets}
@@ -138,6 +140,34 @@ class SimState:
         self.updates: list[dict[str, Any]] = []
         self.stats: dict[str, Any] = {"requests": 0, "errors_served": 0, "rate_limited": 0, "by_path": {}}
         self.windows: dict[str, deque[float]] = {"all": deque(), "export": deque()}
+
+    @property
+    def now(self) -> int:
+        """The simulated clock: fixed until moved (``/_sim/clock``), or wall time in live mode."""
+        return self._now if self.live is None else self.live.now()
+
+    @now.setter
+    def now(self, value: int) -> None:
+        if self.live is None:
+            self._now = int(value)
+        else:  # live mode: moving the clock shifts its offset from wall time; it keeps running from there
+            self.live.set_now(int(value))
+
+    def add_tickets(self, tickets: list[TicketSpec]) -> None:
+        """Append tickets created after every existing one (the live feed's next chunk) to the indexes."""
+        with self.lock:
+            if self.ds.tickets and tickets and tickets[0].created_at < self.ds.tickets[-1].created_at:
+                raise ValueError("appended tickets must be created after the existing ones")
+            for t in tickets:
+                self.by_id[t.id] = t
+                times = sorted({e[0] for e in t.events})
+                self.changes[t.id] = times
+                self.entries.extend((ts, t.id) for ts in times)
+                self.static[t.id] = self._static_json(t)
+                if t.rating is not None:
+                    self.ratings.append((t.rating, t))
+            self.entries.sort()  # two sorted runs: timsort merges them in linear time
+            self.ds.tickets.extend(tickets)
 
     # ------------------------------------------------------------------------------------- derivation
 
@@ -281,10 +311,10 @@ class SimState:
         for cf in update.get("custom_fields") or ():
             if isinstance(cf, dict) and "id" in cf:
                 overlay["custom_fields"][cf["id"]] = cf.get("value")
-        times = self.changes[ticket_id]
-        if self.now not in times:
-            bisect.insort(times, self.now)
-            bisect.insort(self.entries, (self.now, ticket_id))
+        times, now = self.changes[ticket_id], self.now  # read once: a live clock moves
+        if now not in times:
+            bisect.insort(times, now)
+            bisect.insort(self.entries, (now, ticket_id))
         return True
 
     # ------------------------------------------------------------------------------------------ limits

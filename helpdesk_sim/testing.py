@@ -63,6 +63,10 @@ class SimHandle:
     def updates(self) -> list[dict]:
         return self._admin("GET", "updates")
 
+    def incidents(self) -> list[dict]:
+        """Planted incidents that have started (live mode only)."""
+        return self._admin("GET", "incidents")
+
 
 def client_env(warehouse_url: str, sim: SimHandle, rate_per_minute: int = 60_000, **extra: str) -> dict[str, str]:
     """TICKETLENS_* settings that point a run at ``sim`` with pacing and backoff short enough for tests."""
@@ -94,11 +98,28 @@ def _wait_healthy(url: str, timeout: float, alive=lambda: True) -> None:
 @contextlib.contextmanager
 def running_simulator(dataset: Dataset, **overrides: Any) -> Iterator[SimHandle]:
     """Serve ``dataset`` with uvicorn in a background thread on a free loopback port."""
-    import uvicorn
+    fault_keys = {k: overrides.pop(k) for k in list(overrides) if k in Faults.__dataclass_fields__}
+    config = SimConfig(port=free_port(), faults=Faults(**fault_keys), **overrides)
+    with _serving(create_app(dataset, config), config) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def running_live_simulator(live: Any, wall=time.time, **overrides: Any) -> Iterator[SimHandle]:
+    """The live-mode simulator (``helpdesk_sim.live.LiveConfig``) in a background thread on a free port."""
+    from helpdesk_sim.live import create_live_app
 
     fault_keys = {k: overrides.pop(k) for k in list(overrides) if k in Faults.__dataclass_fields__}
     config = SimConfig(port=free_port(), faults=Faults(**fault_keys), **overrides)
-    server = uvicorn.Server(uvicorn.Config(create_app(dataset, config), host=config.host, port=config.port,
+    with _serving(create_live_app(live, config, wall=wall), config) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def _serving(app, config: SimConfig) -> Iterator[SimHandle]:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name="helpdesk-sim", daemon=True)
     thread.start()

@@ -3,11 +3,16 @@
 #   ops/stack.sh up | down | status        (make up / make down / make status)
 # State lives under var/: pid files in var/run, logs in var/log, Prefect's home + SQLite DB in var/prefect,
 # MLflow's SQLite backend + artifacts in var/mlflow, the SQLite warehouse in var/ticketlens.db.
+# Ports: PREFECT_PORT (4200), MLFLOW_PORT (5000), SIM_PORT (8765), REPORTS_PORT (8766, the static server of
+# var/reports that makes charts visible in Prefect artifacts).
 # PostgreSQL instead of SQLite, by setting (exported, or on the make command line):
 #   TICKETLENS_WAREHOUSE_URL=postgresql+psycopg://…          the warehouse
 #   PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://…  the Prefect server's database
 #   MLFLOW_BACKEND_STORE_URI=postgresql+psycopg://…           the MLflow tracking/registry store
 # SIM=0 skips the simulator (point TICKETLENS_HELPDESK_BASE_URL and the token at a real helpdesk instead).
+# The simulator runs in live mode (its clock is wall time; tickets, ratings and incidents keep arriving), with
+# SIM_HISTORY_DAYS of history up to now, SIM_TICKETS_PER_DAY, SIM_INCIDENTS_PER_DAY and a first incident
+# SIM_FIRST_INCIDENT_IN_HOURS after start-up (empty: none), so scheduled windows have data from the start.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,9 +22,15 @@ HOST=127.0.0.1
 PREFECT_PORT="${PREFECT_PORT:-4200}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
 SIM_PORT="${SIM_PORT:-8765}"
+REPORTS_PORT="${REPORTS_PORT:-8766}"
 SIM="${SIM:-1}"
+SIM_SEED="${SIM_SEED:-42}"
+SIM_HISTORY_DAYS="${SIM_HISTORY_DAYS:-90}"
+SIM_TICKETS_PER_DAY="${SIM_TICKETS_PER_DAY:-300}"
+SIM_INCIDENTS_PER_DAY="${SIM_INCIDENTS_PER_DAY:-0.5}"
+SIM_FIRST_INCIDENT_IN_HOURS="${SIM_FIRST_INCIDENT_IN_HOURS-2}"
 POOL=ticketlens-process
-SERVICES=(prefect-server mlflow simulator worker)
+SERVICES=(prefect-server mlflow simulator reports worker)
 
 export PREFECT_API_URL="http://$HOST:$PREFECT_PORT/api"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 GX_ANALYTICS_ENABLED=false
@@ -65,19 +76,25 @@ wait_http() {  # wait_http NAME URL SECONDS
 }
 
 up() {
-    mkdir -p "$VAR/run" "$VAR/log" "$VAR/prefect" "$VAR/mlflow/artifacts"
+    mkdir -p "$VAR/run" "$VAR/log" "$VAR/prefect" "$VAR/mlflow/artifacts" "$VAR/reports"
     echo "Starting the TicketLens stack on $HOST ..."
     start prefect-server "$PREFECT_PORT" env PREFECT_HOME="$VAR/prefect" \
         "$BIN/prefect" server start --host "$HOST" --port "$PREFECT_PORT"
     start mlflow "$MLFLOW_PORT" "$BIN/mlflow" server --host "$HOST" --port "$MLFLOW_PORT" \
         --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" --artifacts-destination "$VAR/mlflow/artifacts" --workers 1
     if [[ "$SIM" != 0 ]]; then
-        start simulator "$SIM_PORT" "$BIN/ticketlens-sim" serve --seed 42 --start 2026-08-01 --days 30 \
-            --tickets-per-day 300 --host "$HOST" --port "$SIM_PORT"
+        local first=()
+        [[ -n "$SIM_FIRST_INCIDENT_IN_HOURS" ]] && first=(--first-incident-in-hours "$SIM_FIRST_INCIDENT_IN_HOURS")
+        start simulator "$SIM_PORT" "$BIN/ticketlens-sim" serve --live --seed "$SIM_SEED" \
+            --history-days "$SIM_HISTORY_DAYS" --tickets-per-day "$SIM_TICKETS_PER_DAY" \
+            --incidents-per-day "$SIM_INCIDENTS_PER_DAY" "${first[@]}" --host "$HOST" --port "$SIM_PORT"
     fi
+    # Report charts (spike and CSAT PNGs) served read-only, so Prefect artifacts show them and Slack links them.
+    start reports "$REPORTS_PORT" "$BIN/python" -m http.server "$REPORTS_PORT" --bind "$HOST" --directory "$VAR/reports"
     wait_http prefect-server "$PREFECT_API_URL/health" 180
     wait_http mlflow "http://$HOST:$MLFLOW_PORT/health" 180
     [[ "$SIM" != 0 ]] && wait_http simulator "http://$HOST:$SIM_PORT/_sim/health" 120
+    wait_http reports "http://$HOST:$REPORTS_PORT/" 30
 
     "$BIN/prefect" work-pool create "$POOL" --type process --overwrite >/dev/null
     echo "  work pool $POOL (process) ready"
@@ -89,6 +106,8 @@ up() {
         TICKETLENS_WAREHOUSE_URL="${TICKETLENS_WAREHOUSE_URL:-sqlite:///$VAR/ticketlens.db}" \
         TICKETLENS_MLFLOW_TRACKING_URI="${TICKETLENS_MLFLOW_TRACKING_URI:-http://$HOST:$MLFLOW_PORT}" \
         TICKETLENS_MLFLOW_ARTIFACT_LOCATION="${TICKETLENS_MLFLOW_ARTIFACT_LOCATION:-$VAR/mlflow/artifacts}" \
+        TICKETLENS_REPORTS_DIR="${TICKETLENS_REPORTS_DIR:-$VAR/reports}" \
+        TICKETLENS_REPORTS_BASE_URL="${TICKETLENS_REPORTS_BASE_URL:-http://$HOST:$REPORTS_PORT}" \
         "${sim_url[@]}" \
         "$BIN/prefect" worker start --pool "$POOL" --name "ticketlens-local-worker"
     sleep 3
@@ -99,8 +118,9 @@ TicketLens stack is up:
   Prefect UI   http://$HOST:$PREFECT_PORT      (export PREFECT_API_URL=$PREFECT_API_URL for the CLI)
   MLflow UI    http://$HOST:$MLFLOW_PORT
   simulator    $([[ "$SIM" != 0 ]] && echo "http://$HOST:$SIM_PORT" || echo "off (SIM=0)")
+  reports      http://$HOST:$REPORTS_PORT   (charts in var/reports, shown in Prefect artifacts)
   worker       pool $POOL, logs var/log/worker.log
-Deploy:  PREFECT_API_URL=$PREFECT_API_URL uv run prefect --no-prompt deploy --all
+Deploy:  make deploy PREFECT_PORT=$PREFECT_PORT MLFLOW_PORT=$MLFLOW_PORT   (first time: also loads history and trains a champion)
 Stop:    make down
 MSG
 }

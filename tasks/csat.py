@@ -39,6 +39,7 @@ from models.csat_reasons import (
 from models.ops_reports import OpsConfig, auto_reply_candidates, self_selection_report
 from models.taxonomy import load_taxonomy
 from models.windows import as_utc
+from tasks.reports import chart_markdown
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.load import dialect_insert
@@ -400,7 +401,7 @@ def publish_csat_artifacts(settings: Settings, window: Window, analysis: dict[st
     md += [f"- {n}" for n in report.notes]
     if analysis["unscored"]:
         md += ["", f"{analysis['unscored']} rated tickets were not scored yet: their agent-confirmed category was used."]
-    md += ["", f"Charts: {', '.join(charts)}"]
+    md += chart_markdown(settings, charts, "Charts")
     create_markdown_artifact(key="csat-drivers", markdown="\n".join(md),
                              description="What drives bad CSAT ratings in the window")
     create_table_artifact(key="csat-drivers-table", table=_records(drivers, [

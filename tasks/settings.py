@@ -172,8 +172,12 @@ class Settings(BaseSettings):
     )
     slack_timeout_seconds: int = Field(10, gt=0, description="Timeout of one Slack webhook request.")
     reports_dir: str = Field("var/reports", description="Where report charts (PNG: spikes, CSAT drivers) are written.")
+    reports_base_url: str | None = Field(
+        None, description="URL at which the reports dir is served (make up: http://127.0.0.1:$REPORTS_PORT): "
+                          "charts show as images in Prefect artifacts and are linked from Slack."
+    )
     spike_chart_base_url: str | None = Field(
-        None, description="If the reports dir is served over HTTP(S), its URL: charts become image artifacts."
+        None, description="Older, spike-only name of TICKETLENS_REPORTS_BASE_URL (used when that is unset)."
     )
     spike_baseline_weeks: int = Field(4, ge=1, le=12, description="Trailing weeks of the hour-of-week baseline.")
     spike_min_weeks_for_weekly: int = Field(

@@ -35,6 +35,7 @@ from models.spikes import (
 )
 from models.taxonomy import load_taxonomy
 from models.windows import as_utc
+from tasks.reports import chart_url
 from tasks.settings import Settings
 from tasks.warehouse.engine import get_engine
 from tasks.warehouse.load import get_stream_state, save_stream_state
@@ -288,8 +289,7 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
                     try:
                         render_chart(counts[alert.series], alert, float(by_series.loc[alert.series, "expected"]),
                                      path)
-                        chart = (f"{settings.spike_chart_base_url}/{path.name}" if settings.spike_chart_base_url
-                                 else str(path))
+                        chart = chart_url(settings, path) or str(path)
                         conn.execute(sa.update(spike_alerts).where(spike_alerts.c.id == alert.id)
                                      .values(chart_path=str(path)))
                         summary["charts"].append(chart)
@@ -297,11 +297,15 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
                         logger.warning("could not draw the chart for %s: %s", alert.series, exc)
                 examples = (read_example_subjects(conn, alert.series, kind, hour) if note.kind != "resolved"
                             else [])
-                window = int(by_series.loc[alert.series, "window_hours"]) if alert.series in by_series.index else 1
+                row = by_series.loc[alert.series] if alert.series in by_series.index else None
+                window = int(row["window_hours"]) if row is not None else 1
                 ctx = AlertContext(path=category_path(alert.series), kind=kind,
                                    search_url=helpdesk_search_url(settings.helpdesk_base_url, series_tag(
                                        alert.series, kind, parent, settings.writeback_tag_prefix)),
-                                   examples=examples, chart=chart, window_hours=window)
+                                   examples=examples, chart=chart, window_hours=window,
+                                   window_observed=int(row["window_observed"]) if row is not None else None,
+                                   window_expected=float(row["window_expected"]) if row is not None else None,
+                                   **prefect_links())
                 text, blocks = build_message(note.kind, alert, ctx, hour)
                 if _queue_message(conn, alert.id, note.kind, hour, text, blocks, now):
                     summary["queued"] += 1
@@ -437,9 +441,24 @@ def publish_spike_report(settings: Settings, summary: dict[str, Any], sent: dict
 
     rows = current_alert_rows(settings.warehouse_url, since=as_utc(summary["as_of"]) - timedelta(days=1))
     markdown = alerts_markdown(rows, summary, sent)
+    served = [c for c in summary.get("charts", []) if c.startswith(("http://", "https://"))]
+    if served:
+        markdown += "\n\n## Charts (last 7 days, tickets per hour)\n\n" + "\n\n".join(
+            f"![{url.rsplit('/', 1)[-1]}]({url})" for url in served)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=markdown, description="Current ticket-spike alerts.")
-    if settings.spike_chart_base_url:
-        for url in summary.get("charts", []):
-            create_image_artifact(image_url=url, key="spike-chart", description="7-day chart of a spiking category.")
+    for url in served:
+        create_image_artifact(image_url=url, key="spike-chart", description="7-day chart of a spiking category.")
     return markdown
+
+
+def prefect_links() -> dict[str, str | None]:
+    """The current flow run's UI page and the ``spike-alerts`` artifact's page (None outside a Prefect run)."""
+    from prefect.runtime import flow_run
+    from prefect.settings import PREFECT_UI_URL
+
+    run_id, ui = flow_run.id, PREFECT_UI_URL.value()
+    if not run_id or not ui:
+        return {"run_url": None, "artifact_url": None}
+    ui = ui.rstrip("/")
+    return {"run_url": f"{ui}/runs/flow-run/{run_id}", "artifact_url": f"{ui}/artifacts/key/{ARTIFACT_KEY}"}
 

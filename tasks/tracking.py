@@ -13,6 +13,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+# MLflow 3's UI opens an experiment in the model-training view or the GenAI view by this tag.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 _INIT_LOCK = threading.Lock()
@@ -48,9 +51,12 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_location: str
         client = mlflow.MlflowClient(tracking_uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            experiment_id = client.create_experiment(experiment, artifact_location=_artifact_uri(artifact_location))
+            experiment_id = client.create_experiment(experiment, artifact_location=_artifact_uri(artifact_location),
+                                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         else:
             experiment_id = found.experiment_id
+            if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # experiments made before this tag
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
 
