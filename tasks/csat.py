@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from models.csat_drivers import (
+    CONTINUOUS,
     FDR_METHODS,
     DriverConfig,
     DriverReport,
@@ -289,6 +290,9 @@ def write_csat_reports(warehouse_url: str, window: Window, run_id: str, analysis
 
 # ------------------------------------------------------------------------------------------- charts
 
+MIN_TREND_WEEK_RATINGS = 10  # fewer ratings in a week and its bad-rate is noise; the trend chart leaves it out
+
+
 def _charts_dir(settings: Settings, window: Window) -> Path:
     path = Path(settings.reports_dir) / "csat-drivers" / window.slug
     path.mkdir(parents=True, exist_ok=True)
@@ -320,7 +324,7 @@ def draw_csat_charts(settings: Settings, window: Window, analysis: dict[str, Any
         ax.text(0.5, 0.5, f"No driver at FDR {settings.csat_fdr:.2f}", ha="center", va="center")
         ax.set_axis_off()
     else:
-        labels = [f"{r.factor}: {r.label}"[:60] for r in drivers.itertuples()]
+        labels = [driver_name(r.factor, r.label)[:60] for r in drivers.itertuples()]
         ax.barh(labels[::-1], drivers["excess_bad"].to_numpy()[::-1], color="#c0392b")
         for i, r in enumerate(list(drivers.itertuples())[::-1]):
             ax.text(r.excess_bad, i, f"  OR {r.odds_ratio:.2f} [{r.or_low:.2f}-{r.or_high:.2f}]", va="center",
@@ -331,12 +335,22 @@ def draw_csat_charts(settings: Settings, window: Window, analysis: dict[str, Any
 
     trends = analysis["trends"]
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for (factor, _level), g in trends.groupby(["factor", "level"], sort=False):
-        style = {"color": "black", "linewidth": 2.5} if factor == "all" else {}
-        ax.plot(g["week_start"], g["bad_rate"], marker="o", label=f"{factor}: {g['label'].iloc[0]}"[:50], **style)
-    ax.set_ylabel("bad-rate")
-    ax.set_title("Weekly bad-rate of the top drivers")
-    if not trends.empty:
+    # A week with a handful of ratings (the window's partial first or last week, say) swings between 0 and 1:
+    # such points are left out, and the overall line says how many ratings each week had.
+    shown = trends[trends["n"] >= MIN_TREND_WEEK_RATINGS] if not trends.empty else trends
+    for (factor, _level), g in shown.groupby(["factor", "level"], sort=False):
+        overall = factor == "all"
+        style = {"color": "black", "linewidth": 2.5} if overall else {}
+        label = "all ratings" if overall else driver_name(factor, g["label"].iloc[0])[:50]
+        ax.plot(g["week_start"], g["bad_rate"], marker="o", label=label, **style)
+        if overall:
+            for week, rate, n in zip(g["week_start"], g["bad_rate"], g["n"], strict=True):
+                ax.annotate(f"n={n}", (week, rate), textcoords="offset points", xytext=(0, -14), ha="center",
+                            fontsize=7)
+    ax.set_xlabel("week starting (Monday, UTC)")
+    ax.set_ylabel("share of ratings that are bad")
+    ax.set_title(f"Weekly bad-rate of the top drivers (weeks with ≥ {MIN_TREND_WEEK_RATINGS} ratings)")
+    if not shown.empty:
         ax.legend(fontsize=7)
     fig.autofmt_xdate()
     save(fig, "trends.png")
@@ -349,14 +363,15 @@ def draw_csat_charts(settings: Settings, window: Window, analysis: dict[str, Any
     save(fig, "reasons.png")
 
     options = ops["options"]
-    misused = options[options["suggestion"].astype(bool)].head(10) if not options.empty else options
+    misused = options[options["suggestion"].astype(bool)] if not options.empty else options
+    if not misused.empty:  # the most misused first (top of the chart)
+        misused = misused.assign(misuse=1 - misused["matched_share"]).sort_values("misuse", ascending=False).head(10)
     fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(misused), 2) + 1.2))
     if misused.empty:
         ax.text(0.5, 0.5, "No misused contact-reason option", ha="center", va="center")
         ax.set_axis_off()
     else:
-        ax.barh(misused["selected_name"].to_numpy()[::-1], (1 - misused["matched_share"]).to_numpy()[::-1],
-                color="#e67e22")
+        ax.barh(misused["selected_name"].to_numpy()[::-1], misused["misuse"].to_numpy()[::-1], color="#e67e22")
         ax.set_xlabel("share of tickets about something else")
     ax.set_title("Most misused contact-reason options")
     save(fig, "self_selection.png")
@@ -372,12 +387,18 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
     return format(value, spec)
 
 
+def driver_name(factor: str, label: Any) -> str:
+    """"agent: Yuki Khan", "category: ads_business.billing_refund"; a continuous factor's label already says what
+    it is ("reopened", "per doubling of resolution time"), so it is not repeated."""
+    return str(label) if factor in CONTINUOUS else f"{factor}: {label}"
+
+
 def driver_lines(report: DriverReport, top: int) -> list[str]:
     """Human-readable driver lines (also printed by ``make demo``)."""
     lines = []
     for i, r in enumerate(report.drivers.head(top).itertuples(), start=1):
         shrunk = "" if _clean(r.shrunk_rate) is None else f", shrunk {r.shrunk_rate:.0%}"
-        lines.append(f"{i}. {r.factor} {r.label}: OR {r.odds_ratio:.2f} (95% CI {r.or_low:.2f}-{r.or_high:.2f}), "
+        lines.append(f"{i}. {driver_name(r.factor, r.label)}: OR {r.odds_ratio:.2f} (95% CI {r.or_low:.2f}-{r.or_high:.2f}), "
                      f"q={r.q_value:.3g}, {r.bad}/{r.n} bad ({r.raw_rate:.0%}{shrunk}), "
                      f"≈{r.excess_bad:.0f} excess bad ratings")
     return lines
