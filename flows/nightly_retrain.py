@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from models.classifier import ClassifierConfig
+from models.classifier import resolve_config
 from tasks.runlock import flow_lock
 from tasks.runtime import daily_window
 from tasks.settings import get_settings
@@ -32,12 +32,15 @@ from tasks.training import (
 
 
 @flow(name="nightly-retrain", log_prints=True)
-def nightly_retrain(classifier_config: dict | None = None, end: datetime | None = None) -> dict:
+def nightly_retrain(classifier_config: dict | None = None, end: datetime | None = None,
+                    classifier_profile: str | None = None) -> dict:
     """Retrain the ticket-category classifier; promote it only if it beats the champion on the same holdout.
 
     Args:
         classifier_config: overrides of ``models.classifier.ClassifierConfig`` fields (e.g. ``{"C": 5}``),
             for ML owners trying a variant; every value is logged to MLflow.
+        classifier_profile: a named configuration (``models.classifier.PROFILES``); default
+            ``TICKETLENS_CLASSIFIER_PROFILE``.
         end: train only on tickets created before this UTC time (re-create a past night's model). By default
             a run trains on everything in the warehouse; its window (the UTC day before its scheduled start)
             is reported in the decision artifact and the result.
@@ -49,23 +52,21 @@ def nightly_retrain(classifier_config: dict | None = None, end: datetime | None 
     with flow_lock(settings, "nightly-retrain", lock_owner) as held:
         if not held:
             return {"skipped": True, "promoted": False}
-        return _retrain(settings, classifier_config, window, end)
+        return _retrain(settings, classifier_profile or settings.classifier_profile, classifier_config, window, end)
 
 
-def _retrain(settings, classifier_config: dict | None, window, end: datetime | None) -> dict:
+def _retrain(settings, profile: str, classifier_config: dict | None, window, end: datetime | None) -> dict:
     # Initialise the MLflow store once, before any parallel work (fresh SQLite stores crash on concurrent use).
     ensure_experiment(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
     frame = load_labelled_tickets(settings.warehouse_url, settings.training_max_rows,
                                   window.end if end is not None else None)
     training = check_training_set(frame, settings.training_min_examples_per_class)
-    model = train_challenger(training, settings, ClassifierConfig(**(classifier_config or {})))
-    champion_version, champion_metrics = score_champion(settings, model.split.holdout)
+    model = train_challenger(training, settings, resolve_config(profile, classifier_config), profile)
+    comparison = score_champion(settings, model)  # on holdout tickets the champion was not trained on
     sentiment, sentiment_model = compare_sentiment_models(settings.warehouse_url)
-    run_id, version = log_and_register(settings, model, champion_version, champion_metrics, sentiment,
-                                       sentiment_model)
-    decision = promote_if_better(settings, version, model.metrics, champion_version, champion_metrics)
-    markdown = decision_markdown(settings, version, run_id, model, decision, champion_version, champion_metrics,
-                                 sentiment)
+    run_id, version = log_and_register(settings, model, comparison, sentiment, sentiment_model)
+    decision = promote_if_better(settings, version, model, comparison)
+    markdown = decision_markdown(settings, version, run_id, model, decision, comparison, sentiment)
     markdown += f"\n\nWindow: {window}" + (" — training data cut off at its end." if end is not None else ".")
     create_markdown_artifact(key="nightly-retrain-decision", markdown=markdown,
                              description="Challenger vs champion on the same holdout, and the decision.")
@@ -78,7 +79,8 @@ def _retrain(settings, classifier_config: dict | None, window, end: datetime | N
     return {"window": window.as_dict(), "version": version, "run_id": run_id, "promoted": decision.promote,
             "reason": decision.reason,
             "metrics": {k: v for k, v in model.metrics.items() if not k.startswith("f1.")},
-            "champion_version": champion_version,
+            "champion_version": comparison.version, "compared_rows": decision.compared_rows,
+            "split_kind": model.split.strategy, "profile": profile,
             "sentiment_winner": sentiment.winner if sentiment else "vader", "backfill": backfilled}
 
 
