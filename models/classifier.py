@@ -196,9 +196,9 @@ PROFILES: dict[str, ClassifierConfig] = {
     # TF-IDF only: ~10x faster to score, ~2-3 points less accurate. For cheap backfills.
     "tfidf": ClassifierConfig(),
     # TF-IDF + contextual MiniLM sentence vectors for every ticket: the accurate default.
-    "minilm": ClassifierConfig(embeddings=True),
+    "minilm": ClassifierConfig(embeddings=True, C=30.0),
     # TF-IDF first, MiniLM only for low-margin tickets.
-    "cascade": ClassifierConfig(embeddings=True, cascade_margin=0.5),
+    "cascade": ClassifierConfig(embeddings=True, C=30.0, cascade_margin=0.5),
     # TF-IDF + static word vectors distilled from MiniLM at training time.
     "static": ClassifierConfig(static_embeddings=True),
 }

@@ -104,7 +104,7 @@ def decide_promotion(
         rows = int(challenger.get("holdout_rows", min_holdout_rows))
         note = f" (warning: holdout has only {rows} tickets < {min_holdout_rows})" if rows < min_holdout_rows else ""
         return PromotionDecision(True, "no champion yet" + note, score, None, metric, margin, rows)
-    rows = int(champion.get("holdout_rows", 0))
+    rows = int(champion.get("holdout_rows", min_holdout_rows))
     if rows < min_holdout_rows:
         return PromotionDecision(
             False, f"holdout too small to decide: only {rows} tickets unseen by the champion "
