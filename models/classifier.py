@@ -1,13 +1,18 @@
 """Ticket-category classifier pipelines (scikit-learn, Prefect-free).
 
-The pipeline takes already-prepared text (see ``models.text.prepare_text``) and predicts the taxonomy leaf;
-parent and feedback type are looked up in the taxonomy, never predicted separately, so they are always
+The pipeline takes raw ticket fields, prepares the text (``models.text.prepare_text``) and predicts the taxonomy
+leaf; parent and feedback type are looked up in the taxonomy, never predicted separately, so they are always
 consistent with the leaf.
 
-Default: word 1-2-gram + character 2-5-gram TF-IDF (sublinear tf) feeding a multinomial logistic regression.
-Logistic regression was chosen over a calibrated linear SVM because it is as accurate here, trains in one fit
-(no cross-validated calibration refits) and its probabilities are already well calibrated (ECE is tracked).
-Character n-grams carry typos, inflections and the ~10% non-English tickets.
+Named profiles (``PROFILES``; ``TICKETLENS_CLASSIFIER_PROFILE`` chooses one, README has the measured numbers):
+- ``tfidf``: word 1-2-gram + character 2-5-gram TF-IDF (sublinear tf) into a multinomial logistic regression.
+  Logistic regression: as accurate as a calibrated linear SVM here, one fit, well-calibrated probabilities.
+  Character n-grams carry typos, inflections and the ~10% non-English tickets. Fastest; for cheap backfills.
+- ``minilm``: the same TF-IDF joined with all-MiniLM-L6-v2 sentence vectors (int8 ONNX from the default install,
+  ``models.encoder``; no torch, no download), one logistic regression on both: the words a class uses *and*
+  what the ticket means (paraphrases TF-IDF has never seen).
+- ``cascade``: TF-IDF first; the ``minilm`` model only for tickets whose top-2 probability margin is small.
+- ``static``: TF-IDF joined with static word vectors distilled from the encoder at training time.
 """
 
 from __future__ import annotations

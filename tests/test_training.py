@@ -155,8 +155,8 @@ def test_retrain_registers_promotes_only_when_better_and_logs_no_text(prefect_ha
     with get_engine(sqlite_url).begin() as conn:  # a label outside the taxonomy must be rejected and counted
         conn.execute(sa.update(tickets).where(tickets.c.id.in_([1, 2, 3])).values(confirmed_category="legacy.queue"))
 
-    # A champion from two weeks ago: trained only on tickets before its cutoff.
-    cutoff = datetime(2026, 5, 15, tzinfo=UTC)
+    # A champion from five days ago: trained only on tickets before its cutoff.
+    cutoff = datetime(2026, 5, 17, tzinfo=UTC)
     first = nightly_retrain(classifier_config=WEAK, end=cutoff)
     assert first["promoted"] and first["reason"] == "no champion yet" and first["split_kind"] == "time"
     client = _client()
@@ -192,13 +192,16 @@ def test_retrain_registers_promotes_only_when_better_and_logs_no_text(prefect_ha
     name = get_settings().model_name
     assert str(client.get_model_version_by_alias(name, "champion").version) == first["version"]
 
-    # Today, a weak challenger: compared on the last 7 days, which the champion has never seen → rejected.
+    # Today, a weak challenger: the champion is scored only on the part of the last 7 days it has never seen
+    # (the first two days of the holdout were in its training data) → rejected on those tickets.
     weak = nightly_retrain(classifier_config=WEAK)
     assert not weak["promoted"] and "does not beat" in weak["reason"]
     assert weak["compared_rows"] >= 100 and weak["champion_version"] == first["version"]
     weak_run = client.get_run(weak["run_id"])
-    assert weak_run.data.metrics["compare.seen_rows_dropped"] == 0 and weak_run.data.tags["compare.basis"] == \
+    assert weak_run.data.metrics["compare.seen_rows_dropped"] > 0 and weak_run.data.tags["compare.basis"] == \
         "training-ids"
+    assert weak_run.data.metrics["compare.rows"] + weak_run.data.metrics["compare.seen_rows_dropped"] == \
+        weak_run.data.metrics["holdout_rows"]
 
     second = nightly_retrain()  # the tfidf profile is much stronger than WEAK, on the same unseen tickets
     assert second["promoted"] and second["champion_version"] == first["version"]
