@@ -200,14 +200,14 @@ class ClassifierConfig:
 PROFILES: dict[str, ClassifierConfig] = {
     # TF-IDF only: ~10x faster to score, ~2-3 points less accurate. For cheap backfills.
     "tfidf": ClassifierConfig(),
-    # TF-IDF + contextual MiniLM sentence vectors for every ticket: the accurate default.
+    # TF-IDF + contextual MiniLM sentence vectors for every ticket.
     "minilm": ClassifierConfig(embeddings=True, C=30.0),
-    # TF-IDF first, MiniLM only for low-margin tickets.
+    # TF-IDF first, MiniLM only for low-margin tickets: the default (accuracy of "minilm", several times faster).
     "cascade": ClassifierConfig(embeddings=True, C=30.0, cascade_margin=0.5),
     # TF-IDF + static word vectors distilled from MiniLM at training time.
     "static": ClassifierConfig(static_embeddings=True),
 }
-DEFAULT_PROFILE = "minilm"
+DEFAULT_PROFILE = "cascade"
 
 
 def resolve_config(profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None) -> ClassifierConfig:

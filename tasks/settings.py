@@ -93,8 +93,8 @@ class Settings(BaseSettings):
     sentiment_model_name: str = Field(
         "ticket-sentiment", description="Registered name of the CSAT-trained sentiment model (when it beats VADER)."
     )
-    classifier_profile: Literal["minilm", "cascade", "static", "tfidf"] = Field(
-        "minilm", description="Named classifier configuration nightly-retrain trains (models.classifier.PROFILES)."
+    classifier_profile: Literal["cascade", "minilm", "static", "tfidf"] = Field(
+        "cascade", description="Named classifier configuration nightly-retrain trains (models.classifier.PROFILES)."
     )
     training_holdout_days: int = Field(7, gt=0, description="The most recent N days are the holdout.")
     training_min_holdout_rows: int = Field(
