@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         label = f"`{name}`" + (" (default)" if name == DEFAULT_PROFILE else "")
         escalated = f"{r['escalated']:.0%}" if "escalated" in r else ("100%" if resolve_config(name).embeddings
                                                                       else "0%")
-        print(f"| {label} | {val.get(name, float('nan')):.2%} | {r['accuracy']:.2%} | {r['macro_f1']:.2%} | "
+        val_acc = f"{val[name]:.2%}" if name in val else "-"
+        print(f"| {label} | {val_acc} | {r['accuracy']:.2%} | {r['macro_f1']:.2%} | "
               f"{r['ece']:.3f} | {r['fit_s']:.0f} s | {r['pred_per_s']:,.0f} ({r['pred_per_cpu_s']:,.0f}) | "
               f"{r.get('synthetic_per_s', float('nan')):,.0f} | {r['single_ms']:.1f} ms ({r['single_p95_ms']:.1f}) | "
               f"{escalated} |", flush=True)

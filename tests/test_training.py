@@ -148,6 +148,7 @@ def latest_decision_markdown() -> str:
 WEAK = {"C": 0.01, "word_max_features": 50, "char_max_features": 50}
 
 
+@pytest.mark.timeout(1200)  # four nightly-retrain runs; ~2-3 min on an idle machine
 def test_retrain_registers_promotes_only_when_better_and_logs_no_text(prefect_harness, retrain_env, sqlite_url,
                                                                        small_dataset):
     from flows.nightly_retrain import nightly_retrain
