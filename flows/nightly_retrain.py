@@ -1,8 +1,9 @@
 """``nightly-retrain`` flow: labelled tickets → checked training set → challenger → MLflow → promotion.
 
-Table of contents: load-labelled-tickets → check-training-set → train-challenger → score-champion-on-holdout
-→ compare-sentiment-models → log-and-register (new version, alias ``challenger``) → decide-promotion (alias
-``champion`` when it beats the champion on the same holdout) → a markdown artifact with the decision.
+Table of contents: load-labelled-tickets → check-training-set → train-challenger (evaluation fit, then a refit on
+all rows) → score-champion-on-holdout (only tickets the champion was not trained on) → compare-sentiment-models
+→ log-and-register (the refit, new version, alias ``challenger``) → decide-promotion (alias ``champion`` when it
+beats the champion on the same unseen tickets; refused when too few) → a markdown artifact with the decision.
 """
 
 from __future__ import annotations
