@@ -69,8 +69,14 @@ class SimHandle:
 
 
 def client_env(warehouse_url: str, sim: SimHandle, rate_per_minute: int = 60_000, **extra: str) -> dict[str, str]:
-    """TICKETLENS_* settings that point a run at ``sim`` with pacing and backoff short enough for tests."""
+    """TICKETLENS_* settings that point a run at ``sim`` with pacing and backoff short enough for tests.
+
+    Runs that train use the fast ``tfidf`` classifier profile: these tests are about ingest, scoring and
+    write-back mechanics. The default profile is trained and served through the flow by its own test
+    (tests/test_training.py) and by the production-path test (tests/test_deployments.py). ``extra`` overrides.
+    """
     return {
+        "TICKETLENS_CLASSIFIER_PROFILE": "tfidf",
         "TICKETLENS_WAREHOUSE_URL": warehouse_url,
         "TICKETLENS_HELPDESK_BASE_URL": sim.base_url,
         "TICKETLENS_HELPDESK_EMAIL": sim.email,
