@@ -45,13 +45,13 @@ PREFECT_HOME = Path("var/demo/prefect")
 HEARTBEAT_SECONDS = 15.0
 STAGES = 5
 
-PLAN = f"""TicketLens demo — about 4 minutes on a 2-core machine (3-5 min; the first run also creates the databases).
+PLAN = f"""TicketLens demo — about 5 minutes on a 2-core machine (4-7 min; the first run also creates the databases).
 It runs the scheduled flows in order on a simulated month of Zendesk data ({DEMO_START:%B %Y}, ~{DEMO_TICKETS_PER_DAY}
 tickets a day):
   1. start the simulated helpdesk (Zendesk REST API on loopback)                  ~15 s
   2. ingest: tickets, CSAT ratings, agents, groups → validated warehouse          ~1 min (paced at Zendesk's
      10 export requests/minute, as against a real account)
-  3. nightly-retrain: train, register in MLflow, promote, re-score history        ~1.5 min
+  3. nightly-retrain: train, register in MLflow, promote, re-score history        ~2-3 min
   4. hourly-pipeline: ingest → score → write tags back → spike detection          ~40 s
   5. csat-drivers: what drives bad satisfaction ratings                           ~15 s
 One line per stage; `make demo VERBOSE=1` shows every flow's own log as well."""
@@ -307,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("Another ingest run holds the warehouse run lock; wait for it (or `make reset`).")
         t, r = result["tickets"], result["satisfaction_ratings"]
         stage.done(f"{t['fetched']:,} tickets ({t['inserted']:,} new, {t['updated']:,} updated, "
-                   f"{t['quarantined']} quarantined) and {r['fetched']:,} CSAT ratings in {t['pages']} + "
-                   f"{r['pages']} pages → {url}")
+                   f"{t['quarantined']} quarantined) and {r['fetched'] - r.get('not_ratings', 0):,} CSAT ratings (+"
+                   f"{r.get('not_ratings', 0):,} surveys offered but not answered) in {t['pages']} + {r['pages']} "
+                   f"pages → {url}")
 
         stage = Stage(3, "nightly-retrain: train → MLflow → promote → backfill history", quiet=quiet,
                       probe=count_probe(url, "SELECT COUNT(*) FROM ticket_predictions WHERE is_current",
