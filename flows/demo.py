@@ -39,8 +39,18 @@ DEMO_START = datetime(2026, 8, 1, tzinfo=UTC)
 DEMO_DAYS = 30
 DEMO_TICKETS_PER_DAY = 300
 DEMO_DATA_END = DEMO_START + timedelta(days=DEMO_DAYS)  # the simulator's clock: the end of its data
+# Planted incidents (``ticketlens-sim serve --incident``): three the detector should page on at this volume — the
+# category's usual ~1 ticket/hour at 8-10x for 3-4 daytime hours — and one too thin to page on (5x of ~0.1/hour
+# stays under TICKETLENS_SPIKE_MIN_COUNT tickets an hour), so the recap shows both outcomes with their reasons.
+DEMO_INCIDENTS = (
+    "account.password_reset@2026-08-12T10+4x8",
+    "pins_boards.missing_pins@2026-08-19T14+3x10",
+    "app_technical.crash@2026-08-26T09+4x10",
+    "creators.rich_pins@2026-08-16T16+5x5",
+)
 DEMO_SIM_ARGS = ["--seed", "42", "--start", f"{DEMO_START:%Y-%m-%d}", "--days", str(DEMO_DAYS),
-                 "--tickets-per-day", str(DEMO_TICKETS_PER_DAY)]
+                 "--tickets-per-day", str(DEMO_TICKETS_PER_DAY),
+                 *(arg for incident in DEMO_INCIDENTS for arg in ("--incident", incident))]
 PREFECT_HOME = Path("var/demo/prefect")
 HEARTBEAT_SECONDS = 15.0
 STAGES = 5
@@ -197,13 +207,17 @@ def print_routed(url: str, limit: int = 6) -> None:
 
 def incident_report(url: str, settings) -> list[str]:
     """Planted incidents (ground truth) against the alerts raised, with why each missed one was missed."""
+    from dataclasses import replace
+
+    from helpdesk_sim.cli import parse_incident
     from helpdesk_sim.generator import GeneratorConfig, generate_dataset
     from tasks.warehouse.engine import get_engine
     from tasks.warehouse.schema import spike_alerts, ticket_predictions, tickets
 
     p, t = ticket_predictions, tickets
+    plan = tuple(replace(parse_incident(text), id=f"inc-{i:03d}") for i, text in enumerate(DEMO_INCIDENTS, 1))
     truth = generate_dataset(GeneratorConfig(seed=42, start=DEMO_START, days=DEMO_DAYS,
-                                             tickets_per_day=DEMO_TICKETS_PER_DAY)).truth.incidents
+                                             tickets_per_day=DEMO_TICKETS_PER_DAY, incident_plan=plan)).truth.incidents
     lines = []
     a = spike_alerts
     with get_engine(url).connect() as conn:

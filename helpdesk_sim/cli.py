@@ -19,13 +19,38 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=_when, default=_when("2026-08-01"), help="first day (ISO date, UTC)")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--tickets-per-day", type=int, default=300)
+    parser.add_argument("--incident", type=parse_incident, action="append", metavar="CATEGORY@START+HOURSxMULT",
+                        help="plant this incident instead of the seeded random ones (repeatable), e.g. "
+                             "account.password_reset@2026-08-12T09+4x8: 8x the category's volume for 4 h")
+
+
+def parse_incident(text: str):
+    """``CATEGORY@YYYY-MM-DDTHH+HOURSxMULTIPLIER`` → an ``Incident`` (UTC hour; the id is its position)."""
+    from helpdesk_sim.dataset import Incident
+
+    try:
+        category, rest = text.split("@", 1)
+        when, rest = rest.split("+", 1)
+        hours, multiplier = rest.split("x", 1)
+        start = int(_when(when if len(when) > 13 else when + ":00").timestamp())
+        return Incident(id="", category=category, start=start, end=start + int(hours) * 3600,
+                        multiplier=float(multiplier))
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"--incident {text!r}: expected CATEGORY@YYYY-MM-DDTHH+HOURSxMULTIPLIER, e.g. "
+            f"account.password_reset@2026-08-12T09+4x8 ({exc})") from None
 
 
 def _generate(args):
+    from dataclasses import replace
+
     from helpdesk_sim.generator import GeneratorConfig, generate_dataset
 
+    plan = None
+    if args.incident:
+        plan = tuple(replace(inc, id=f"inc-{i:03d}") for i, inc in enumerate(args.incident, start=1))
     return generate_dataset(GeneratorConfig(seed=args.seed, start=args.start, days=args.days,
-                                            tickets_per_day=args.tickets_per_day))
+                                            tickets_per_day=args.tickets_per_day, incident_plan=plan))
 
 
 def main(argv: list[str] | None = None) -> int:

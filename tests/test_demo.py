@@ -39,3 +39,31 @@ def test_checkpoint_folds_the_wal_back_into_the_database(tmp_path):
     with get_engine(url).connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM t")).scalar_one() == 500
     get_engine.cache_clear()
+
+
+def test_planted_incidents_from_the_command_line_replace_the_random_ones():
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from helpdesk_sim.cli import main, parse_incident
+
+    inc = parse_incident("account.password_reset@2026-08-12T10+4x8")
+    assert (inc.category, inc.multiplier) == ("account.password_reset", 8.0)
+    assert inc.start == int(datetime(2026, 8, 12, 10, tzinfo=UTC).timestamp()) and inc.end - inc.start == 4 * 3600
+    with pytest.raises(SystemExit):  # argparse reports the expected form and exits 2
+        main(["generate", "--incident", "no-at-sign", "--out", "/dev/null"])
+
+
+def test_generated_truth_lists_exactly_the_planted_incidents(tmp_path):
+    import json
+
+    from helpdesk_sim.cli import main
+
+    out = tmp_path / "truth.json"
+    assert main(["generate", "--days", "10", "--tickets-per-day", "200", "--out", str(out),
+                 "--incident", "account.password_reset@2026-08-05T10+3x8",
+                 "--incident", "app_technical.crash@2026-08-07T09+2x10"]) == 0
+    incidents = json.loads(out.read_text())["incidents"]
+    assert [(i["id"], i["category"], i["multiplier"]) for i in incidents] == [
+        ("inc-001", "account.password_reset", 8.0), ("inc-002", "app_technical.crash", 10.0)]
