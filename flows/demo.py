@@ -151,7 +151,8 @@ class Stage:
 
 def quiet_libraries() -> None:
     """Keep library chatter out of the tour (their warnings about the demo's own data are not the user's)."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Warnings that matter (quarantined rows, a refused promotion) reach the stage's own result line.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     for name in ("mlflow", "great_expectations", "alembic", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # GX sets this module logger to INFO when it is imported (after us): a filter survives that.
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in spikes:
                 stage.detail(f"spike detection FAILED: {spikes['error']}")
             else:
-                stage.detail(f"spike detection replayed the month: {spikes['opened']} alert(s) opened "
+                stage.detail(f"spike detection over the month: {spikes['opened']} new alert(s) this run "
                              f"({spikes['slack']['not_sent']} Slack message(s) stored as not sent: set "
                              "TICKETLENS_SLACK_WEBHOOK_URL to post them). Planted incidents:")
                 for line in incident_report(url, settings):
