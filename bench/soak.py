@@ -68,7 +68,7 @@ class MemorySampler(threading.Thread):
                 try:
                     rss += p.memory_info().rss
                 except psutil.Error:
-                    pass
+                    continue  # the process exited between listing and reading: it holds no memory now
             self.peaks[name] = max(self.peaks[name], rss)
             total += rss
         self.total_peak = max(self.total_peak, total)

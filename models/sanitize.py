@@ -170,7 +170,7 @@ def canonical_json(record: Any) -> str:
     try:
         return orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
     except (orjson.JSONEncodeError, TypeError, RecursionError):
-        pass
+        pass  # too deep, a lone surrogate or a huge int for orjson: the slower stdlib path below handles them
     return json.dumps(truncate_depth(record), sort_keys=True, ensure_ascii=True, allow_nan=True, default=str)
 
 

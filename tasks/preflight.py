@@ -77,7 +77,7 @@ def _parse_limit(headers) -> tuple[int | None, int | None, str]:
             return int(parts.get("total", "")), int(parts.get("remaining", "")), \
                 "zendesk-ratelimit-incremental-exports"
         except ValueError:
-            pass
+            pass  # a malformed export header: fall back to the generic rate-limit headers below
     for limit_h, left_h in (("ratelimit-limit", "ratelimit-remaining"), ("x-rate-limit", "x-rate-limit-remaining")):
         if headers.get(limit_h):
             try:
