@@ -127,22 +127,56 @@ def ingest_tickets(settings: Settings, field_map, start_time, max_pages, run_id)
 
 
 def ingest_ratings(settings: Settings, start_time, max_pages, run_id) -> StreamSummary:
-    summary = StreamSummary(RATING_STREAM)
-    state = read_stream_state(settings.warehouse_url, RATING_STREAM, not_after(settings))
+    """Legacy satisfaction ratings → ``csat_ratings``, page by page."""
+    def judge(page):
+        outcome = validate_rating_page(settings, page)
+        return outcome, not_a_rating(outcome.valid["score"]) if len(outcome.valid) else 0
+
+    summary, _ = _link_paged_stream(settings, RATING_STREAM, start_time, max_pages, run_id,
+                                    lambda position: (fetch_rating_page(settings, position), None), judge)
+    return summary
+
+
+def ingest_survey_responses(settings: Settings, start_time, max_pages, run_id,
+                            strict: bool) -> tuple[StreamSummary | None, str | None]:
+    """Current-CSAT survey responses → ``csat_ratings`` (``source = survey_responses``), page by page.
+
+    Returns (None, why) when the account has no survey-responses API and the setting allows skipping it.
+    """
+    def judge(page):
+        outcome, _watermark, not_rated = validate_survey_page(settings, page)
+        return outcome, not_rated
+
+    return _link_paged_stream(settings, SURVEY_STREAM, start_time, max_pages, run_id,
+                              lambda position: fetch_survey_page(settings, position, strict), judge)
+
+
+def _link_paged_stream(settings: Settings, stream: str, start_time, max_pages, run_id, fetch,
+                       judge) -> tuple[StreamSummary | None, str | None]:
+    """The page loop of the streams that follow ``links.next`` (legacy ratings, survey responses).
+
+    Each page is committed with its cursor; a link already read in this run stops the stream (after that
+    commit) instead of looping for ever; the page budget caps a run; the watermark moves only over loaded rows.
+    ``fetch(position)`` gives (page, None), or (None, why) for an API the account does not have; ``judge(page)``
+    gives (judged page, number of rows that are not ratings).
+    """
+    summary = StreamSummary(stream)
+    state = read_stream_state(settings.warehouse_url, stream, not_after(settings))
     position = resume_position(state, start_time, settings.ingest_initial_start_time)
     budget = page_budget(settings, max_pages)
     seen = {position.cursor} if position.cursor else set()
     while summary.pages < budget:
-        page = fetch_rating_page(settings, position)
-        outcome = validate_rating_page(settings, page)
+        page, unavailable = fetch(position)
+        if page is None:
+            return None, unavailable
+        outcome, not_rated = judge(page)
         # Mid-stream we keep links.next; at the end we clear it and restart next time from the watermark.
-        next_cursor = page.next_url if page.has_more else None
         counts, quarantined = load_page(
-            settings.warehouse_url, RATING_STREAM, page.ratings, outcome,
-            next_cursor=next_cursor, watermark=outcome.watermark, run_id=run_id,
+            settings.warehouse_url, stream, page.ratings, outcome,
+            next_cursor=page.next_url if page.has_more else None, watermark=outcome.watermark, run_id=run_id,
         )
         summary.add(len(page.ratings), counts, quarantined, outcome.checks)
-        summary.not_ratings += not_a_rating(outcome.valid["score"]) if len(outcome.valid) else 0
+        summary.not_ratings += not_rated
         if not page.has_more:
             summary.end_of_stream = True
             break
@@ -153,7 +187,7 @@ def ingest_ratings(settings: Settings, start_time, max_pages, run_id) -> StreamS
         position = Position(cursor=page.next_url)
     else:
         summary.stopped = f"page budget of {budget} reached"
-    return summary
+    return summary, None
 
 
 def _short(cursor: str | None) -> str:
@@ -162,40 +196,6 @@ def _short(cursor: str | None) -> str:
     return text if len(text) <= 80 else text[:77] + "...'"
 
 
-def ingest_survey_responses(settings: Settings, start_time, max_pages, run_id,
-                            strict: bool) -> tuple[StreamSummary | None, str | None]:
-    """Current-CSAT survey responses → ``csat_ratings`` (``source = survey_responses``), page by page.
-
-    Returns (None, why) when the account has no survey-responses API and the setting allows skipping it.
-    """
-    summary = StreamSummary(SURVEY_STREAM)
-    state = read_stream_state(settings.warehouse_url, SURVEY_STREAM)
-    position = resume_position(state, start_time, settings.ingest_initial_start_time)
-    budget = page_budget(settings, max_pages)
-    seen = {position.cursor} if position.cursor else set()
-    while summary.pages < budget:
-        page, unavailable = fetch_survey_page(settings, position, strict)
-        if page is None:
-            return None, unavailable
-        outcome, watermark, not_rated = validate_survey_page(settings, page)
-        counts, quarantined = load_page(
-            settings.warehouse_url, SURVEY_STREAM, page.ratings, outcome,
-            next_cursor=page.next_url if page.has_more else None,
-            watermark=watermark, run_id=run_id,  # save_stream_state only ever moves it forward
-        )
-        summary.add(len(page.ratings), counts, quarantined, outcome.checks)
-        summary.not_ratings += not_rated
-        if not page.has_more:
-            summary.end_of_stream = True
-            break
-        if page.next_url in seen:
-            summary.stopped = f"repeated after_cursor link {_short(page.next_url)} (a page already read in this run)"
-            break
-        seen.add(page.next_url)
-        position = Position(cursor=page.next_url)
-    else:
-        summary.stopped = f"page budget of {budget} reached"
-    return summary, None
 
 
 def csat_api_report(setting: str, summaries: list[StreamSummary], plan, unavailable: str | None) -> dict:
