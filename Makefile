@@ -16,7 +16,7 @@ install:
 ## Run the main job on the embedded defaults against a local simulator (SQLite warehouse ./ticketlens.db).
 ## One line per stage; VERBOSE=1 shows every flow's own log too.
 demo: install
-	$(UV) run python -m flows.demo $(if $(VERBOSE),--verbose,)
+	$(UV) run python -m ticketlens.flows.demo $(if $(VERBOSE),--verbose,)
 
 ## Lint + the whole test suite (SQLite always; PostgreSQL when reachable, mandatory when CI=true).
 test: install lint

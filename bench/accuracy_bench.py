@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from models.classifier import DEFAULT_PROFILE, PROFILES, build_pipeline, resolve_config
-from models.evaluation import classification_metrics
+from ticketlens.models.classifier import DEFAULT_PROFILE, PROFILES, build_pipeline, resolve_config
+from ticketlens.models.evaluation import classification_metrics
 
 DATA = Path(os.environ.get("TICKETLENS_BANKING77_DIR", Path(__file__).resolve().parents[2] / "shared/data/banking77"))
 GOALS = "≥ 94.0% accuracy, ≥ 500 predictions/s batch, ≤ 20 ms single ticket, ≤ 600 s training"
@@ -43,7 +43,7 @@ def as_tickets(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def synthetic_tickets(n: int) -> pd.DataFrame:
-    from helpdesk_sim.generator import GeneratorConfig, generate_dataset
+    from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
 
     ds = generate_dataset(GeneratorConfig(seed=3, start=datetime(2026, 1, 5, tzinfo=UTC), days=max(1, n // 200 + 1),
                                           tickets_per_day=200))

@@ -31,8 +31,8 @@ PG_URL = os.environ.get("TICKETLENS_TEST_POSTGRES_URL", "postgresql+psycopg://po
 
 def seed(url: str, tickets: int) -> None:
     """Generate and load the history (its own process: its memory is not the backfill's)."""
-    from helpdesk_sim.generator import GeneratorConfig, generate_dataset
     from tests.seed import seed_warehouse
+    from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
 
     days = max(1, tickets // 3000)
     ds = generate_dataset(GeneratorConfig(seed=9, start=datetime(2024, 1, 1, tzinfo=UTC), days=days,
@@ -45,16 +45,16 @@ def child(backend: str, tickets: int) -> dict:
     import sqlalchemy as sa
 
     from bench.ingest_bench import _drop_pg_schema, _pg_schema_url
-    from models.classifier import build_pipeline
-    from models.language import detect_languages
-    from models.offload import ProcessWorker
-    from models.routing import RoutingPolicy
-    from models.scoring import score_tickets
-    from models.sentiment import SentimentWorker, VaderSentiment
-    from models.taxonomy import load_taxonomy
-    from tasks.scoring import read_tickets, rescore_in_chunks
-    from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import tickets as tickets_t
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.schema import tickets as tickets_t
+    from ticketlens.models.classifier import build_pipeline
+    from ticketlens.models.language import detect_languages
+    from ticketlens.models.offload import ProcessWorker
+    from ticketlens.models.routing import RoutingPolicy
+    from ticketlens.models.scoring import score_tickets
+    from ticketlens.models.sentiment import SentimentWorker, VaderSentiment
+    from ticketlens.models.taxonomy import load_taxonomy
+    from ticketlens.tasks.scoring import read_tickets, rescore_in_chunks
 
     schema = None
     if backend == "sqlite":

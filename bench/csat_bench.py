@@ -26,12 +26,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from helpdesk_sim.csat_cases import FIRST_AGENT_ID, FIRST_GROUP_ID, one_bad_agent_ratings
-from helpdesk_sim.csat_frames import agent_names, group_names, rating_frame
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from models.csat_drivers import DriverConfig, _flat_fdr, analyse_drivers, prepare_ratings
-from models.csat_reasons import classify_reasons, load_seed_examples, train_reason_classifier
-from models.taxonomy import load_taxonomy
+from ticketlens.helpdesk_sim.csat_cases import FIRST_AGENT_ID, FIRST_GROUP_ID, one_bad_agent_ratings
+from ticketlens.helpdesk_sim.csat_frames import agent_names, group_names, rating_frame
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.models.csat_drivers import DriverConfig, _flat_fdr, analyse_drivers, prepare_ratings
+from ticketlens.models.csat_reasons import classify_reasons, load_seed_examples, train_reason_classifier
+from ticketlens.models.taxonomy import load_taxonomy
 
 
 def planted_key(driver: dict) -> tuple[str, str]:

@@ -42,8 +42,8 @@ from urllib.parse import quote
 import sqlalchemy as sa
 
 STEPS = ("ingest", "scoring", "writeback", "backfill")
-PRELOAD = ["flows.ingest", "flows.backfill", "flows.hourly_pipeline", "tasks.scoring", "tasks.writeback",
-           "models.language", "bench.fault_suite"]
+PRELOAD = ["ticketlens.flows.ingest", "ticketlens.flows.backfill", "ticketlens.flows.hourly_pipeline", "ticketlens.tasks.scoring", "ticketlens.tasks.writeback",
+           "ticketlens.models.language", "bench.fault_suite"]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -60,7 +60,7 @@ def _child(step: str, env: dict[str, str], api_url: str) -> None:
     logging.disable(logging.WARNING)
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         if step == "ingest":
-            from flows.ingest import ingest
+            from ticketlens.flows.ingest import ingest
 
             ingest()
         elif step == "scoring":
@@ -68,7 +68,7 @@ def _child(step: str, env: dict[str, str], api_url: str) -> None:
         elif step == "writeback":
             writeback_step()
         elif step == "backfill":
-            from flows.backfill import backfill
+            from ticketlens.flows.backfill import backfill
 
             backfill(model_version=env["FAULT_MODEL_VERSION"])
         else:
@@ -92,8 +92,8 @@ def warm_forkserver(ctx) -> float:
 def scoring_step() -> dict:
     from prefect import flow
 
-    from tasks.scoring import score_new_tickets
-    from tasks.settings import get_settings
+    from ticketlens.adapters.settings import get_settings
+    from ticketlens.tasks.scoring import score_new_tickets
 
     @flow(name="fault-scoring")
     def run() -> dict:
@@ -105,8 +105,8 @@ def scoring_step() -> dict:
 def writeback_step() -> dict:
     from prefect import flow
 
-    from tasks.settings import get_settings
-    from tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback
+    from ticketlens.adapters.settings import get_settings
+    from ticketlens.tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback
 
     @flow(name="fault-writeback")
     def run() -> dict:
@@ -134,7 +134,7 @@ class Fixture:
 
 
 def base_env(fx: Fixture, warehouse_url: str, sim) -> dict[str, str]:
-    from helpdesk_sim.testing import client_env
+    from ticketlens.helpdesk_sim.testing import client_env
 
     return client_env(
         warehouse_url, sim,
@@ -154,7 +154,7 @@ def base_env(fx: Fixture, warehouse_url: str, sim) -> dict[str, str]:
 
 @contextlib.contextmanager
 def applied_env(env: dict[str, str]) -> Iterator[None]:
-    from tasks.settings import get_settings
+    from ticketlens.adapters.settings import get_settings
 
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -178,7 +178,7 @@ def sqlite_copy(src: Path, dst: Path) -> None:
 @contextlib.contextmanager
 def pg_schema(pg_base: str) -> Iterator[str]:
     """A fresh PostgreSQL schema (dropped afterwards) and a URL selecting it."""
-    from tasks.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.engine import get_engine
 
     schema = f"tl_fault_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(pg_base)
@@ -199,8 +199,8 @@ def pg_schema(pg_base: str) -> Iterator[str]:
 
 def copy_warehouse(src_url: str, dst_url: str) -> None:
     """Copy every warehouse table's rows (PostgreSQL templates; SQLite uses the backup API)."""
-    from tasks.warehouse.engine import get_engine, migrate
-    from tasks.warehouse.schema import metadata
+    from ticketlens.adapters.warehouse.engine import get_engine, migrate
+    from ticketlens.adapters.warehouse.schema import metadata
 
     migrate(dst_url)
     src, dst = get_engine(src_url), get_engine(dst_url)
@@ -216,9 +216,9 @@ def copy_warehouse(src_url: str, dst_url: str) -> None:
 
 def build_fixture(workdir: Path, api_url: str, pg_base: str | None, log: Callable[[str], None]) -> Fixture:
     """Dataset (~900 tickets over 3 months), a trained champion, and templates for scoring/write-back/backfill."""
-    from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-    from helpdesk_sim.testing import running_simulator
     from tests.seed import seed_warehouse
+    from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+    from ticketlens.helpdesk_sim.testing import running_simulator
 
     dataset = generate_dataset(GeneratorConfig(seed=11, start=datetime(2026, 3, 1, tzinfo=UTC), days=90,
                                                tickets_per_day=10))
@@ -226,7 +226,7 @@ def build_fixture(workdir: Path, api_url: str, pg_base: str | None, log: Callabl
     seeded = workdir / "seeded.db"
     seed_warehouse(f"sqlite:///{seeded}", dataset)
     with running_simulator(dataset) as sim, applied_env(base_env(fx, f"sqlite:///{seeded}", sim)):
-        from flows.nightly_retrain import nightly_retrain
+        from ticketlens.flows.nightly_retrain import nightly_retrain
 
         log("training a champion for the scoring, write-back and backfill trials ...")
         trained = nightly_retrain()
@@ -242,7 +242,7 @@ def build_fixture(workdir: Path, api_url: str, pg_base: str | None, log: Callabl
 
 @contextlib.contextmanager
 def trial_warehouse(fx: Fixture, step: str, backend: str) -> Iterator[str]:
-    from tasks.warehouse.engine import get_engine, migrate
+    from ticketlens.adapters.warehouse.engine import get_engine, migrate
 
     if backend == "sqlite":
         path = fx.workdir / f"trial-{uuid.uuid4().hex[:8]}.db"
@@ -278,8 +278,8 @@ def _ts(value) -> datetime:
 
 def progress(step: str, url: str, sim) -> int:
     """How far a (killed) run got: rows a user would see."""
-    from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import csat_ratings, ticket_predictions, tickets
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.schema import csat_ratings, ticket_predictions, tickets
 
     if step == "writeback":
         return sum(len(u["tickets"]) for u in sim.updates())
@@ -291,8 +291,8 @@ def progress(step: str, url: str, sim) -> int:
 
 
 def check_ingest(url: str, sim, _fx, _before) -> None:
-    from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import csat_ratings, tickets
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.schema import csat_ratings, tickets
 
     snap = sim.snapshot()
     with get_engine(url).connect() as conn:
@@ -309,8 +309,8 @@ def check_ingest(url: str, sim, _fx, _before) -> None:
 
 
 def _current_predictions(url: str) -> tuple[int, Counter, set[str]]:
-    from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import ticket_predictions, tickets
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.schema import ticket_predictions, tickets
 
     p = ticket_predictions
     with get_engine(url).connect() as conn:
@@ -329,8 +329,8 @@ def check_scoring(url: str, _sim, fx: Fixture, _before) -> None:
 
 
 def check_writeback(url: str, sim, _fx, _before) -> None:
-    from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import writeback_state
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.schema import writeback_state
 
     pushes = Counter(t["id"] for u in sim.updates() for t in u["tickets"])
     twice = [t for t, n in pushes.items() if n > 1]
@@ -348,8 +348,8 @@ def check_writeback(url: str, sim, _fx, _before) -> None:
 
 def backfill_snapshot(url: str, fx: Fixture) -> dict:
     """Partitions finished so far and the predicted_at of their tickets' predictions."""
-    from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import backfill_partitions, ticket_predictions, tickets
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.schema import backfill_partitions, ticket_predictions, tickets
 
     with get_engine(url).connect() as conn:
         done = {r.partition_key: r.finished_at for r in conn.execute(
@@ -367,8 +367,8 @@ def backfill_snapshot(url: str, fx: Fixture) -> dict:
 
 
 def check_backfill(url: str, _sim, fx: Fixture, before: dict) -> None:
-    from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import backfill_partitions
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.schema import backfill_partitions
 
     check_scoring(url, _sim, fx, before)
     after = backfill_snapshot(url, fx)
@@ -376,8 +376,8 @@ def check_backfill(url: str, _sim, fx: Fixture, before: dict) -> None:
     assert not redone, f"partitions finished before the kill were redone: {redone}"
     rescored = [t for t, at in before["predicted"].items() if after["predicted"].get(t) != at]
     assert not rescored, f"{len(rescored)} tickets of finished partitions were re-scored"
-    from tasks.backfill import month_partitions
-    from tasks.warehouse.schema import tickets
+    from ticketlens.adapters.warehouse.schema import tickets
+    from ticketlens.tasks.backfill import month_partitions
 
     with get_engine(url).connect() as conn:
         n = conn.execute(sa.select(sa.func.count()).select_from(backfill_partitions)).scalar_one()
@@ -458,7 +458,7 @@ def run_step(fx: Fixture, ctx, step: str, backend: str, trials: int, seed: int,
     """``kill_by="progress"``: each kill lands after a seeded commit (never the last) plus a seeded fraction of
     a commit interval. ``"time"``: after a delay drawn over the calibrated commit window, which also lands
     before the first commit or after the last (the run then only finishes its bookkeeping)."""
-    from helpdesk_sim.testing import running_simulator
+    from ticketlens.helpdesk_sim.testing import running_simulator
 
     result = StepResult(step, backend)
     started = time.monotonic()

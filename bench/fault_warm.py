@@ -14,13 +14,13 @@ import os
 def warm() -> None:
     import great_expectations  # noqa: F401 - ~12 s to import here; every ingest child would pay it otherwise
 
-    from models.language import DEFAULT_LANGUAGES, _detector
+    from ticketlens.models.language import DEFAULT_LANGUAGES, _detector
 
     _detector(tuple(DEFAULT_LANGUAGES))
     uri, version = os.environ.get("FAULT_WARM_MLFLOW_URI"), os.environ.get("FAULT_WARM_MODEL_VERSION")
     if uri and version:
-        from tasks.scoring import load_classifier, load_sentiment
-        from tasks.settings import load_settings
+        from ticketlens.adapters.settings import load_settings
+        from ticketlens.tasks.scoring import load_classifier, load_sentiment
 
         settings = load_settings(_env_file=None, mlflow_tracking_uri=uri)
         load_classifier(settings, version)

@@ -56,12 +56,12 @@ def measure_backend(backend: str, base_url: str, run_flow: bool) -> dict:
         "TICKETLENS_HELPDESK_EXPORT_REQUESTS_PER_MINUTE": "100000",
         "TICKETLENS_HELPDESK_REQUESTS_PER_MINUTE": "100000",
     })
-    from models.records import field_map_from_ticket_fields, normalize_tickets
-    from tasks.helpdesk import HelpdeskClient
-    from tasks.ingest import TICKET_STREAM, load_page, max_unix
-    from tasks.settings import load_settings
-    from tasks.validation import validate_batch
-    from tasks.warehouse.engine import migrate
+    from ticketlens.adapters.helpdesk import HelpdeskClient
+    from ticketlens.adapters.settings import load_settings
+    from ticketlens.adapters.warehouse.engine import migrate
+    from ticketlens.models.records import field_map_from_ticket_fields, normalize_tickets
+    from ticketlens.tasks.ingest import TICKET_STREAM, load_page, max_unix
+    from ticketlens.tasks.validation import validate_batch
 
     tmp = Path(tempfile.mkdtemp(prefix="tl-bench-"))
     schemas: list[str] = []
@@ -117,7 +117,7 @@ def measure_backend(backend: str, base_url: str, run_flow: bool) -> dict:
             os.environ["TICKETLENS_WAREHOUSE_URL"] = flow_url
             from prefect.testing.utilities import prefect_test_harness
 
-            from flows.ingest import ingest
+            from ticketlens.flows.ingest import ingest
 
             with prefect_test_harness(server_startup_timeout=180):
                 t0 = time.perf_counter()
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_backend(args.child, args.base_url, not args.no_flow)))
         return 0
 
-    from helpdesk_sim.testing import SimulatorProcess
+    from ticketlens.helpdesk_sim.testing import SimulatorProcess
 
     days = 100
     per_day = max(1, args.tickets // days)

@@ -32,7 +32,7 @@ def _child(mode: str, inflated_mb: int) -> dict:
             body = httpx.get(f"{hd.base_url}/api/v2/incremental/tickets/cursor.json?start_time=0", timeout=120)
             outcome = f"accepted, {len(body.content) / MIB:.0f} MiB body"
         else:
-            from tasks.helpdesk import HelpdeskClient
+            from ticketlens.adapters.helpdesk import HelpdeskClient
 
             client = HelpdeskClient(hd.base_url, email=hd.email, api_token=hd.api_token, max_retries=0,
                                     requests_per_minute=None, export_requests_per_minute=None)

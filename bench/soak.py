@@ -112,8 +112,8 @@ def run_stats(api: str, start: datetime, end: datetime) -> dict[str, Counter]:
 def warehouse_stats(warehouse_url: str, sim: str, start: datetime, end: datetime) -> dict:
     import sqlalchemy as sa
 
-    from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import spike_alerts, ticket_predictions, tickets
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.schema import spike_alerts, ticket_predictions, tickets
 
     snapshot = httpx.get(f"{sim}/_sim/snapshot", timeout=120).json()
     updates = httpx.get(f"{sim}/_sim/updates", timeout=120).json()

@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpdesk_sim.counts import CountsConfig, generate_counts
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from models.spikes import (
+from ticketlens.helpdesk_sim.counts import CountsConfig, generate_counts
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.models.spikes import (
     HOUR,
     Alert,
     LifecycleParams,
@@ -45,7 +45,7 @@ from models.spikes import (
     detect_spikes,
     hourly_counts,
 )
-from models.taxonomy import load_taxonomy
+from ticketlens.models.taxonomy import load_taxonomy
 
 LEVELS = (1e-2, 1e-3, 1e-4)
 SIZES = (("< 1 ticket/h", 0.0, 1.0), ("1-5 tickets/h", 1.0, 5.0), ("≥ 5 tickets/h", 5.0, np.inf))
@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="ticket generator (Poisson per category) and/or helpdesk_sim.counts (realistic)")
     parser.add_argument("--fdr", type=float, default=None, help="override TICKETLENS_SPIKE_FDR")
     args = parser.parse_args(argv)
-    from tasks.settings import load_settings
-    from tasks.spikes import lifecycle_params, spike_params
+    from ticketlens.adapters.settings import load_settings
+    from ticketlens.tasks.spikes import lifecycle_params, spike_params
 
     settings = load_settings()
     params = spike_params(settings)

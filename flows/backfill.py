@@ -19,14 +19,14 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from models.windows import as_utc
-from tasks.backfill import backfill_partition, plan_backfill
-from tasks.run_names import backfill_run_name
-from tasks.runlock import flow_lock
-from tasks.runstate import skipped_state
-from tasks.scoring import resolve_version
-from tasks.settings import get_settings
-from tasks.tracking import CHAMPION
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.tracking import CHAMPION
+from ticketlens.models.windows import as_utc
+from ticketlens.tasks.backfill import backfill_partition, plan_backfill
+from ticketlens.tasks.run_names import backfill_run_name
+from ticketlens.tasks.runlock import flow_lock
+from ticketlens.tasks.runstate import skipped_state
+from ticketlens.tasks.scoring import resolve_version
 
 
 def partition_runner(settings):
@@ -115,7 +115,7 @@ def _utc_arg(value: str) -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m flows.backfill [--start ISO] [--end ISO] [--version N | --alias champion]``."""
+    """``python -m ticketlens.flows.backfill [--start ISO] [--end ISO] [--version N | --alias champion]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Re-score ticket history with a registered model version.")

@@ -21,8 +21,9 @@ from uuid import uuid4
 from prefect import flow
 from prefect.runtime import flow_run
 
-from models.windows import as_utc
-from tasks.csat import (
+from ticketlens.adapters.settings import get_settings
+from ticketlens.models.windows import as_utc
+from ticketlens.tasks.csat import (
     analyse_csat_drivers,
     build_ops_reports,
     classify_bad_rating_reasons,
@@ -35,11 +36,10 @@ from tasks.csat import (
     resolve_window,
     write_csat_reports,
 )
-from tasks.ingest import prepare_warehouse
-from tasks.run_names import csat_run_name
-from tasks.runlock import flow_lock
-from tasks.runstate import skipped_state
-from tasks.settings import get_settings
+from ticketlens.tasks.ingest import prepare_warehouse
+from ticketlens.tasks.run_names import csat_run_name
+from ticketlens.tasks.runlock import flow_lock
+from ticketlens.tasks.runstate import skipped_state
 
 
 @flow(name="csat-drivers", log_prints=True, flow_run_name=csat_run_name)

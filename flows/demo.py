@@ -140,7 +140,7 @@ class Stage:
 
     def call(self, flow, **kwargs) -> dict:
         """Run a flow; a run that ended Failed or Skipped (``tasks.runstate``) is reported, with what it did."""
-        from tasks.runstate import RunNotCompleteError
+        from ticketlens.tasks.runstate import RunNotCompleteError
 
         try:
             return flow(**kwargs)
@@ -177,7 +177,7 @@ def use_local_prefect_home() -> str | None:
 
 
 def scalar(url: str, sql: str, **params) -> int:
-    from tasks.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.engine import get_engine
 
     with get_engine(url).connect() as conn:
         return conn.execute(sa.text(sql), params).scalar_one() or 0
@@ -192,7 +192,7 @@ def count_probe(url: str, sql: str, label: str) -> Callable[[], str]:
 
 def print_routed(url: str, limit: int = 6) -> None:
     """A sample of scored tickets with what was pushed back to the helpdesk."""
-    from tasks.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.engine import get_engine
 
     with get_engine(url).connect() as conn:
         rows = conn.execute(sa.text(
@@ -210,10 +210,10 @@ def incident_report(url: str, settings) -> list[str]:
     """Planted incidents (ground truth) against the alerts raised, with why each missed one was missed."""
     from dataclasses import replace
 
-    from helpdesk_sim.cli import parse_incident
-    from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-    from tasks.warehouse.engine import get_engine
-    from tasks.warehouse.schema import spike_alerts, ticket_predictions, tickets
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.schema import spike_alerts, ticket_predictions, tickets
+    from ticketlens.helpdesk_sim.cli import parse_incident
+    from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
 
     p, t = ticket_predictions, tickets
     plan = tuple(replace(parse_incident(text), id=f"inc-{i:03d}") for i, text in enumerate(DEMO_INCIDENTS, 1))
@@ -282,7 +282,7 @@ def recap(settings, charts: list[str], prefect_home: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ticketlens.flows.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="show the flows' own logs as well")
     args = parser.parse_args(argv)
     quiet = not args.verbose
@@ -292,13 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     prefect_home = use_local_prefect_home()
     os.environ.setdefault("TICKETLENS_SPIKE_MAX_CATCHUP_HOURS", "720")  # replay the whole month once
 
-    from flows.csat_drivers import csat_drivers
-    from flows.hourly_pipeline import hourly_pipeline
-    from flows.ingest import ingest
-    from flows.nightly_retrain import nightly_retrain
-    from helpdesk_sim.testing import SimulatorProcess
-    from tasks.settings import get_settings
-    from tasks.warehouse.engine import checkpoint_warehouse
+    from ticketlens.adapters.settings import get_settings
+    from ticketlens.adapters.warehouse.engine import checkpoint_warehouse
+    from ticketlens.flows.csat_drivers import csat_drivers
+    from ticketlens.flows.hourly_pipeline import hourly_pipeline
+    from ticketlens.flows.ingest import ingest
+    from ticketlens.flows.nightly_retrain import nightly_retrain
+    from ticketlens.helpdesk_sim.testing import SimulatorProcess
 
     get_settings.cache_clear()
     settings = get_settings()

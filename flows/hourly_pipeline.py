@@ -30,15 +30,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.ingest import ingest
-from flows.spikes import spike_detection
-from tasks.run_names import hourly_run_name
-from tasks.runlock import flow_lock
-from tasks.runstate import RunSkippedError, final_state, is_skipped, skipped_state, subflow_outcome
-from tasks.runtime import hourly_window
-from tasks.scoring import score_new_tickets, score_window_tickets
-from tasks.settings import get_settings
-from tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback, writeback_summary
+from ticketlens.adapters.settings import get_settings
+from ticketlens.flows.ingest import ingest
+from ticketlens.flows.spikes import spike_detection
+from ticketlens.tasks.run_names import hourly_run_name
+from ticketlens.tasks.runlock import flow_lock
+from ticketlens.tasks.runstate import RunSkippedError, final_state, is_skipped, skipped_state, subflow_outcome
+from ticketlens.tasks.runtime import hourly_window
+from ticketlens.tasks.scoring import score_new_tickets, score_window_tickets
+from ticketlens.tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback, writeback_summary
 
 
 @flow(name="hourly-pipeline", log_prints=True, flow_run_name=hourly_run_name)

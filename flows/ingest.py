@@ -14,10 +14,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from models.csat_api import not_a_rating
-from models.windows import as_utc
-from tasks.csat_survey import SURVEY_STREAM, csat_plan, fetch_survey_page, validate_survey_page
-from tasks.ingest import (
+from ticketlens.adapters.settings import Settings, get_settings
+from ticketlens.adapters.warehouse.engine import describe_url
+from ticketlens.models.csat_api import not_a_rating
+from ticketlens.models.windows import as_utc
+from ticketlens.tasks.csat_survey import SURVEY_STREAM, csat_plan, fetch_survey_page, validate_survey_page
+from ticketlens.tasks.ingest import (
     RATING_STREAM,
     TICKET_STREAM,
     PaginationLoopError,
@@ -35,11 +37,9 @@ from tasks.ingest import (
     validate_rating_page,
     validate_ticket_page,
 )
-from tasks.run_names import ingest_run_name
-from tasks.runlock import flow_lock
-from tasks.runstate import skipped_state
-from tasks.settings import Settings, get_settings
-from tasks.warehouse.engine import describe_url
+from ticketlens.tasks.run_names import ingest_run_name
+from ticketlens.tasks.runlock import flow_lock
+from ticketlens.tasks.runstate import skipped_state
 
 
 @flow(name="ingest", log_prints=True, flow_run_name=ingest_run_name)

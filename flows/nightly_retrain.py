@@ -15,15 +15,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from models.classifier import resolve_config
-from tasks.mlflow_links import link_training_run
-from tasks.run_names import retrain_run_name
-from tasks.runlock import flow_lock
-from tasks.runstate import RunSkippedError, final_state, skipped_state
-from tasks.runtime import daily_window
-from tasks.settings import get_settings
-from tasks.tracking import ensure_experiment
-from tasks.training import (
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.tracking import ensure_experiment
+from ticketlens.models.classifier import resolve_config
+from ticketlens.tasks.mlflow_links import link_training_run
+from ticketlens.tasks.run_names import retrain_run_name
+from ticketlens.tasks.runlock import flow_lock
+from ticketlens.tasks.runstate import RunSkippedError, final_state, skipped_state
+from ticketlens.tasks.runtime import daily_window
+from ticketlens.tasks.training import (
     check_training_set,
     compare_sentiment_models,
     decision_markdown,
@@ -83,7 +83,7 @@ def _retrain(settings, profile: str, classifier_config: dict | None, window,
     backfilled = None
     failures: dict[str, str] = {}
     if decision.promote and settings.backfill_after_promotion:
-        from flows.backfill import backfill
+        from ticketlens.flows.backfill import backfill
 
         try:
             backfilled = backfill(model_version=version)  # re-score history with the new champion

@@ -17,14 +17,19 @@ from uuid import uuid4
 from prefect import flow
 from prefect.runtime import flow_run
 
-from models.windows import as_utc
-from tasks.ingest import prepare_warehouse
-from tasks.run_names import spikes_run_name
-from tasks.runlock import flow_lock
-from tasks.runstate import final_state, skipped_state
-from tasks.runtime import hourly_window
-from tasks.settings import get_settings
-from tasks.spikes import describe_hours, detect_spikes_task, publish_spike_report, send_slack_alerts
+from ticketlens.adapters.settings import get_settings
+from ticketlens.models.windows import as_utc
+from ticketlens.tasks.ingest import prepare_warehouse
+from ticketlens.tasks.run_names import spikes_run_name
+from ticketlens.tasks.runlock import flow_lock
+from ticketlens.tasks.runstate import final_state, skipped_state
+from ticketlens.tasks.runtime import hourly_window
+from ticketlens.tasks.spikes import (
+    describe_hours,
+    detect_spikes_task,
+    publish_spike_report,
+    send_slack_alerts,
+)
 
 
 @flow(name="spike-detection", log_prints=True, flow_run_name=spikes_run_name)

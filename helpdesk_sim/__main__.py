@@ -1,3 +1,3 @@
-from helpdesk_sim.cli import main
+from ticketlens.helpdesk_sim.cli import main
 
 raise SystemExit(main())

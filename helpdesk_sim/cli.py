@@ -1,4 +1,4 @@
-"""``ticketlens-sim`` / ``python -m helpdesk_sim``: serve the simulator or write a dataset's ground truth."""
+"""``ticketlens-sim`` / ``python -m ticketlens.helpdesk_sim``: serve the simulator or write a dataset's ground truth."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
 
 def parse_incident(text: str):
     """``CATEGORY@YYYY-MM-DDTHH+HOURSxMULTIPLIER`` → an ``Incident`` (UTC hour; the id is its position)."""
-    from helpdesk_sim.dataset import Incident
+    from ticketlens.helpdesk_sim.dataset import Incident
 
     try:
         category, rest = text.split("@", 1)
@@ -44,7 +44,7 @@ def parse_incident(text: str):
 def _generate(args):
     from dataclasses import replace
 
-    from helpdesk_sim.generator import GeneratorConfig, generate_dataset
+    from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
 
     plan = None
     if args.incident:
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return _serve_live(args)
     dataset = _generate(args)
     if args.command == "generate":
-        from helpdesk_sim.generator import write_ground_truth
+        from ticketlens.helpdesk_sim.generator import write_ground_truth
 
         write_ground_truth(dataset, args.out)
         print(f"{len(dataset.tickets)} tickets; ground truth in {args.out}")
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from helpdesk_sim.server import create_app, iso
+    from ticketlens.helpdesk_sim.server import create_app, iso
 
     config = _sim_config(args)
     app = create_app(dataset, config)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sim_config(args):
-    from helpdesk_sim.server import Faults, SimConfig
+    from ticketlens.helpdesk_sim.server import Faults, SimConfig
 
     return SimConfig(
         host=args.host, port=args.port, email=args.email, api_token=args.api_token,
@@ -130,8 +130,8 @@ def _sim_config(args):
 def _serve_live(args) -> int:
     import uvicorn
 
-    from helpdesk_sim.live import LiveConfig, create_live_app
-    from helpdesk_sim.server import iso
+    from ticketlens.helpdesk_sim.live import LiveConfig, create_live_app
+    from ticketlens.helpdesk_sim.server import iso
 
     live = LiveConfig(seed=args.seed, history_days=args.history_days, tickets_per_day=args.tickets_per_day,
                       incidents_per_day=args.incidents_per_day, lookahead_hours=args.lookahead_hours,

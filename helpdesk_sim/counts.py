@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpdesk_sim.dataset import Incident
-from helpdesk_sim.generator import HOURLY, WEEKLY
-from models.taxonomy import load_taxonomy
+from ticketlens.helpdesk_sim.dataset import Incident
+from ticketlens.helpdesk_sim.generator import HOURLY, WEEKLY
+from ticketlens.models.taxonomy import load_taxonomy
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from helpdesk_sim.dataset import Dataset
+from ticketlens.helpdesk_sim.dataset import Dataset
 
 
 def rating_frame(dataset: Dataset) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.records import PRIORITIES, STATUSES, TYPES  # Zendesk vocabularies, validated by ingest
+from ticketlens.models.records import PRIORITIES, STATUSES, TYPES  # Zendesk vocabularies, validated by ingest
 
 __all__ = ["CHANNELS", "PRIORITIES", "STATUSES", "TYPES", "Dataset", "GroundTruth", "Incident", "RatingSpec",
            "TicketSpec"]

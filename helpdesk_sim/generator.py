@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from helpdesk_sim import phrases as P
-from helpdesk_sim.dataset import Dataset, GroundTruth, Incident, RatingSpec, TicketSpec
-from models.taxonomy import Taxonomy, load_taxonomy
+from ticketlens.helpdesk_sim import phrases as P
+from ticketlens.helpdesk_sim.dataset import Dataset, GroundTruth, Incident, RatingSpec, TicketSpec
+from ticketlens.models.taxonomy import Taxonomy, load_taxonomy
 
 HOUR = 3600
 DAY = 86400

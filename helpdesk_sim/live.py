@@ -26,10 +26,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from helpdesk_sim.dataset import Dataset, Incident
-from helpdesk_sim.generator import DAY, HOUR, WEEKLY, GeneratorConfig, generate_dataset
-from helpdesk_sim.server import SimConfig, SimState, create_app, iso, json_response
-from models.taxonomy import Taxonomy, load_taxonomy
+from ticketlens.helpdesk_sim.dataset import Dataset, Incident
+from ticketlens.helpdesk_sim.generator import DAY, HOUR, WEEKLY, GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.server import SimConfig, SimState, create_app, iso, json_response
+from ticketlens.models.taxonomy import Taxonomy, load_taxonomy
 
 
 @dataclass

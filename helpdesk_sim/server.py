@@ -27,15 +27,15 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from helpdesk_sim.dataset import Dataset, RatingSpec, TicketSpec
-from helpdesk_sim.zendesk_extras import (
+from ticketlens.helpdesk_sim.dataset import Dataset, RatingSpec, TicketSpec
+from ticketlens.helpdesk_sim.zendesk_extras import (
     contact_reason_value,
     extra_custom_fields,
     legacy_ratings,
     sim_channel,
     ticket_fields,
 )
-from helpdesk_sim.zendesk_extras import install as install_zendesk_extras
+from ticketlens.helpdesk_sim.zendesk_extras import install as install_zendesk_extras
 
 INFINITY = 2**62
 RATE_LIMITED = {"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from helpdesk_sim.dataset import Dataset
-from helpdesk_sim.server import Faults, SimConfig, create_app
+from ticketlens.helpdesk_sim.dataset import Dataset
+from ticketlens.helpdesk_sim.server import Faults, SimConfig, create_app
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -113,7 +113,7 @@ def running_simulator(dataset: Dataset, **overrides: Any) -> Iterator[SimHandle]
 @contextlib.contextmanager
 def running_live_simulator(live: Any, wall=time.time, **overrides: Any) -> Iterator[SimHandle]:
     """The live-mode simulator (``helpdesk_sim.live.LiveConfig``) in a background thread on a free port."""
-    from helpdesk_sim.live import create_live_app
+    from ticketlens.helpdesk_sim.live import create_live_app
 
     fault_keys = {k: overrides.pop(k) for k in list(overrides) if k in Faults.__dataclass_fields__}
     config = SimConfig(port=free_port(), faults=Faults(**fault_keys), **overrides)
@@ -139,7 +139,7 @@ def _serving(app, config: SimConfig) -> Iterator[SimHandle]:
 
 
 class SimulatorProcess:
-    """``python -m helpdesk_sim serve …`` as a child process (for the demo and benchmarks)."""
+    """``python -m ticketlens.helpdesk_sim serve …`` as a child process (for the demo and benchmarks)."""
 
     def __init__(self, args: list[str], host: str = "127.0.0.1", port: int = 8765, startup_timeout: float = 120):
         self.args, self.host, self.port, self.startup_timeout = args, host, port, startup_timeout
@@ -154,7 +154,7 @@ class SimulatorProcess:
                     f"Port {self.port} on {self.host} is already in use: stop whatever listens there (an old "
                     f"simulator? `make sim`?) or point TICKETLENS_HELPDESK_BASE_URL elsewhere."
                 )
-        cmd = [sys.executable, "-m", "helpdesk_sim", "serve", *self.args, "--host", self.host, "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "ticketlens.helpdesk_sim", "serve", *self.args, "--host", self.host, "--port", str(self.port)]
         proc = self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
         try:
             _wait_healthy(self.base_url, self.startup_timeout, lambda: proc.poll() is None)

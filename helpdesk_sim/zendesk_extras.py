@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from fastapi import FastAPI, Request
 
-from helpdesk_sim.dataset import RatingSpec, TicketSpec
+from ticketlens.helpdesk_sim.dataset import RatingSpec, TicketSpec
 
 if TYPE_CHECKING:
-    from helpdesk_sim.server import SimState
+    from ticketlens.helpdesk_sim.server import SimState
 
 ADMIN_ONLY_PREFIXES = ("/api/v2/incremental/", "/api/v2/satisfaction_ratings", "/api/v2/guide/survey_responses")
 JSONLESS = ("/api/v2/incremental/tickets/cursor", "/api/v2/groups", "/api/v2/users", "/api/v2/ticket_fields",
@@ -182,7 +182,7 @@ def install(app: FastAPI, state: SimState, config, credentials: tuple[str, ...])
     @app.get("/api/v2/guide/survey_responses")
     @app.get("/api/v2/guide/survey_responses.json")
     def survey_responses(request: Request):
-        from helpdesk_sim.server import json_response
+        from ticketlens.helpdesk_sim.server import json_response
 
         q = request.query_params
         try:
@@ -221,7 +221,7 @@ def install(app: FastAPI, state: SimState, config, credentials: tuple[str, ...])
 
     @app.get("/api/v2/users/me.json")
     def users_me(request: Request):
-        from helpdesk_sim.server import json_response
+        from ticketlens.helpdesk_sim.server import json_response
 
         role = getattr(config, "user_role", "admin")
         return json_response({"user": {"id": 1, "url": f"{str(request.base_url).rstrip('/')}/api/v2/users/1.json",
@@ -230,7 +230,7 @@ def install(app: FastAPI, state: SimState, config, credentials: tuple[str, ...])
 
     @app.get("/api/v2/ticket_fields/{field_id}")
     def ticket_field(field_id: str, request: Request):
-        from helpdesk_sim.server import json_response
+        from ticketlens.helpdesk_sim.server import json_response
 
         wanted = field_id.removesuffix(".json")
         base = str(request.base_url).rstrip("/")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
-from models.spikes import HOUR, Alert
-from models.text import mask_pii, strip_html
+from ticketlens.models.spikes import HOUR, Alert
+from ticketlens.models.text import mask_pii, strip_html
 
 ARTIFACT_KEY = "spike-alerts"
 MAX_SUBJECT_CHARS = 120

@@ -27,7 +27,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from models.text import prepare_text
+from ticketlens.models.text import prepare_text
 
 #: The model's input columns (raw ticket fields, as stored in the warehouse).
 INPUT_COLUMNS = ("subject", "description")
@@ -74,7 +74,7 @@ class SentenceEmbedder(BaseEstimator, TransformerMixin):
     def transform(self, X):
         from scipy import sparse
 
-        from models.encoder import get_encoder
+        from ticketlens.models.encoder import get_encoder
 
         vectors = get_encoder(max_tokens=self.max_tokens, batch_size=self.batch_size).encode(list(X))
         return sparse.csr_matrix(vectors * np.float32(self.weight))
@@ -94,7 +94,7 @@ class StaticEmbedder(BaseEstimator, TransformerMixin):
         self.min_df = min_df
 
     def fit(self, X, y=None):
-        from models.encoder import get_encoder
+        from ticketlens.models.encoder import get_encoder
 
         self.vectorizer_ = TfidfVectorizer(
             analyzer="word", ngram_range=(1, self.ngram_max), min_df=self.min_df, lowercase=True,

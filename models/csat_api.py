@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.records import _as_int, _as_text, _as_timestamp, _dedupe_exact, _frame, _int_columns
+from ticketlens.models.records import _as_int, _as_text, _as_timestamp, _dedupe_exact, _frame, _int_columns
 
 LEGACY = "satisfaction_ratings"
 SURVEY = "survey_responses"

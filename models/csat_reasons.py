@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from models.classifier import ClassifierConfig, build_pipeline
-from models.taxonomy import Taxonomy
+from ticketlens.models.classifier import ClassifierConfig, build_pipeline
+from ticketlens.models.taxonomy import Taxonomy
 
 SEED_PATH = Path(__file__).with_name("csat_reason_seed.yaml")
 FALLBACK_THEME = "other"

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from models import sanitize
-from models.records import _as_int, _as_text, _as_timestamp
+from ticketlens.models import sanitize
+from ticketlens.models.records import _as_int, _as_text, _as_timestamp
 
 
 def _as_bool(value: Any) -> tuple[bool | None, bool]:

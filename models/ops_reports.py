@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.csat_drivers import fit_beta_prior
-from models.taxonomy import Taxonomy
+from ticketlens.models.csat_drivers import fit_beta_prior
+from ticketlens.models.taxonomy import Taxonomy
 
 SELF_SELECTION_COLUMNS = ["selected", "selected_name", "tickets", "matched_share", "top_actual", "top_actual_name",
                           "top_actual_share", "routed_elsewhere", "suggestion"]

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from models import sanitize
-from models.custom_fields import custom_value, single_text, value_list
-from models.zendesk_via import channel_name
+from ticketlens.models import sanitize
+from ticketlens.models.custom_fields import custom_value, single_text, value_list
+from ticketlens.models.zendesk_via import channel_name
 
 # Control characters (except tab, newline, carriage return) break terminals, CSV exports and some drivers
 # (PostgreSQL rejects NUL in text); they carry no meaning in a ticket, so they are stripped.

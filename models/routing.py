@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from models.taxonomy import Taxonomy
+from ticketlens.models.taxonomy import Taxonomy
 
 BASE_TIER = {"simple": 1, "standard": 2, "complex": 3}
 RAISING_SEGMENTS = ("business", "creator")

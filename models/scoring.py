@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models import offload
-from models.offload import ProcessWorker
-from models.routing import RoutingPolicy, auto_reply_eligible, routing_group, tier
-from models.sentiment import label_scores
-from models.taxonomy import Taxonomy
+from ticketlens.models import offload
+from ticketlens.models.offload import ProcessWorker
+from ticketlens.models.routing import RoutingPolicy, auto_reply_eligible, routing_group, tier
+from ticketlens.models.sentiment import label_scores
+from ticketlens.models.taxonomy import Taxonomy
 
 SEGMENT_TAGS = {"business": "business", "vip": "business", "creator": "creator"}
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.offload import ProcessWorker
-from models.text import mask_pii
+from ticketlens.models.offload import ProcessWorker
+from ticketlens.models.text import mask_pii
 
 # scikit-learn is imported where it is used: a VADER-only SentimentWorker process then starts in well under a
 # second instead of the ~4 s that importing sklearn takes on these machines.

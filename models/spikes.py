@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from models.windows import as_utc
+from ticketlens.models.windows import as_utc
 
 HOUR = timedelta(hours=1)
 WEEK_HOURS = 168
@@ -48,7 +48,7 @@ WEEK_HOURS = 168
 
 @dataclass(frozen=True)
 class SpikeParams:
-    """Detector thresholds; ``tasks.settings.Settings`` holds the deployed values (``TICKETLENS_SPIKE_*``)."""
+    """Detector thresholds; ``adapters.settings.Settings`` holds the deployed values (``TICKETLENS_SPIKE_*``)."""
 
     baseline_weeks: int = 4
     min_weeks_for_weekly: int = 2

@@ -19,8 +19,8 @@ cd "$ROOT"
 [[ "${BOOTSTRAP:-1}" == 0 ]] && exit 0
 if "$BIN/python" - "$TRACKING" <<'PY'
 import sys
-from tasks.settings import get_settings
-from tasks.tracking import version_by_alias
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.tracking import version_by_alias
 sys.exit(0 if version_by_alias(sys.argv[1], get_settings().model_name, "champion") else 1)
 PY
 then

@@ -9,11 +9,11 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.windows import as_utc
-from tasks.scoring import EchoMarks, predict_frame, read_partition, rescore_in_chunks
-from tasks.settings import Settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import backfill_partitions, tickets
+from ticketlens.adapters.settings import Settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import backfill_partitions, tickets
+from ticketlens.models.windows import as_utc
+from ticketlens.tasks.scoring import EchoMarks, predict_frame, read_partition, rescore_in_chunks
 
 
 @dataclass(frozen=True)

@@ -20,31 +20,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from models.csat_drivers import (
-    CONTINUOUS,
-    FDR_METHODS,
-    DriverConfig,
-    DriverReport,
-    analyse_drivers,
-    driver_mask,
-    prepare_ratings,
-    weekly_trends,
-)
-from models.csat_reasons import (
-    classify_reasons,
-    cross_validated_accuracy,
-    load_seed_examples,
-    reason_summary,
-    train_reason_classifier,
-)
-from models.ops_reports import OpsConfig, auto_reply_candidates, self_selection_report
-from models.taxonomy import load_taxonomy
-from models.windows import as_utc
-from tasks.reports import chart_markdown
-from tasks.settings import Settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.load import dialect_insert
-from tasks.warehouse.schema import (
+from ticketlens.adapters.reports import chart_markdown
+from ticketlens.adapters.settings import Settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.load import dialect_insert
+from ticketlens.adapters.warehouse.schema import (
     agents,
     csat_drivers,
     csat_ratings,
@@ -55,7 +35,27 @@ from tasks.warehouse.schema import (
     ticket_predictions,
     tickets,
 )
-from tasks.warehouse.schema import auto_reply_candidates as auto_reply_table
+from ticketlens.adapters.warehouse.schema import auto_reply_candidates as auto_reply_table
+from ticketlens.models.csat_drivers import (
+    CONTINUOUS,
+    FDR_METHODS,
+    DriverConfig,
+    DriverReport,
+    analyse_drivers,
+    driver_mask,
+    prepare_ratings,
+    weekly_trends,
+)
+from ticketlens.models.csat_reasons import (
+    classify_reasons,
+    cross_validated_accuracy,
+    load_seed_examples,
+    reason_summary,
+    train_reason_classifier,
+)
+from ticketlens.models.ops_reports import OpsConfig, auto_reply_candidates, self_selection_report
+from ticketlens.models.taxonomy import load_taxonomy
+from ticketlens.models.windows import as_utc
 
 TREND_DRIVERS = 5
 

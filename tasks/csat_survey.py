@@ -15,10 +15,10 @@ from datetime import timedelta
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.csat_api import not_a_rating
-from tasks.helpdesk import HelpdeskAuthError, HelpdeskNotFoundError, RatingPage
-from tasks.ingest import SURVEY_STREAM, Position, helpdesk_client, judge_page, not_after
-from tasks.settings import Settings
+from ticketlens.adapters.helpdesk import HelpdeskAuthError, HelpdeskNotFoundError, RatingPage
+from ticketlens.adapters.settings import Settings
+from ticketlens.models.csat_api import not_a_rating
+from ticketlens.tasks.ingest import SURVEY_STREAM, Position, helpdesk_client, judge_page, not_after
 
 
 @dataclass(frozen=True)

@@ -18,22 +18,10 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models import sanitize
-from models.dimensions import normalize_dimension
-from models.records import (
-    FieldMap,
-    canonical_json,
-    field_map_from_ticket_fields,
-    normalize_ratings,
-    normalize_tickets,
-    text_anomalies,
-)
-from models.windows import as_utc
-from models.zendesk_via import unknown_channels
-from tasks.helpdesk import CursorRejectedError, HelpdeskClient, RatingPage, TicketPage
-from tasks.settings import Settings
-from tasks.warehouse.engine import describe_url, get_engine, migrate
-from tasks.warehouse.load import (
+from ticketlens.adapters.helpdesk import CursorRejectedError, HelpdeskClient, RatingPage, TicketPage
+from ticketlens.adapters.settings import Settings
+from ticketlens.adapters.warehouse.engine import describe_url, get_engine, migrate
+from ticketlens.adapters.warehouse.load import (
     StreamState,
     UpsertCounts,
     get_stream_state,
@@ -43,7 +31,26 @@ from tasks.warehouse.load import (
     upsert_replace,
     upsert_versioned,
 )
-from tasks.warehouse.schema import agents, csat_ratings, extraction_state, groups, ticket_fields, tickets
+from ticketlens.adapters.warehouse.schema import (
+    agents,
+    csat_ratings,
+    extraction_state,
+    groups,
+    ticket_fields,
+    tickets,
+)
+from ticketlens.models import sanitize
+from ticketlens.models.dimensions import normalize_dimension
+from ticketlens.models.records import (
+    FieldMap,
+    canonical_json,
+    field_map_from_ticket_fields,
+    normalize_ratings,
+    normalize_tickets,
+    text_anomalies,
+)
+from ticketlens.models.windows import as_utc
+from ticketlens.models.zendesk_via import unknown_channels
 
 TICKET_STREAM = "tickets"
 RATING_STREAM = "satisfaction_ratings"
@@ -400,7 +407,7 @@ def judge_page(
     Raises only the documented page-level errors (schema drift, too large a share of bad rows), before anything
     is written.
     """
-    from tasks.validation import ValidationFailedError, validate_batch
+    from ticketlens.tasks.validation import ValidationFailedError, validate_batch
 
     screened = sanitize.screen_records(records, metric_sets if stream == TICKET_STREAM else None)
     if stream == TICKET_STREAM:
@@ -408,7 +415,7 @@ def judge_page(
         table, watermark_col, time_cols = tickets, "generated_timestamp", ("generated_timestamp", "updated_at",
                                                                            "created_at")
     elif stream == SURVEY_STREAM:  # current CSAT: the list endpoint filters on creation time
-        from models.csat_api import normalize_survey_responses
+        from ticketlens.models.csat_api import normalize_survey_responses
 
         frame = normalize_survey_responses(screened.clean)
         table, watermark_col, time_cols = csat_ratings, "created_at", ("updated_at", "created_at")
@@ -539,7 +546,7 @@ def load_page(
             save_stream_state(conn, stream, cursor=next_cursor, watermark=watermark, run_id=run_id)
     except sa.exc.StatementError as exc:
         if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-            raise  # a lost connection: tasks.warehouse.engine.warehouse_errors names the warehouse
+            raise  # a lost connection: adapters.warehouse.engine.warehouse_errors names the warehouse
         # The driver's message can quote a row's content (COPY ... line 1, column custom_fields: "..."); say
         # what failed without it.
         orig = exc.orig

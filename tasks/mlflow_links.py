@@ -15,11 +15,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.evaluation import PromotionDecision
-from tasks.settings import Settings
+from ticketlens.adapters.settings import Settings
+from ticketlens.models.evaluation import PromotionDecision
 
 # MLflow 3.17's UI has a global GenAI / Model-training switch, remembered per browser and GenAI by default; the
-# experiment tag (tasks.tracking.EXPERIMENT_KIND) is not enough for a browser that never switched. Links carry it.
+# experiment tag (adapters.tracking.EXPERIMENT_KIND) is not enough for a browser that never switched. Links carry it.
 ML_VIEW = "?workflowType=machine_learning"
 
 MODEL_DESCRIPTION = (

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from models.windows import DAY, HOUR, run_window
+from ticketlens.models.windows import DAY, HOUR, run_window
 
 STAMP = "%Y-%m-%dT%H:%MZ"
 
@@ -93,7 +93,7 @@ def _named(prefix: str, build: Callable[[datetime, dict[str, Any]], str]) -> Cal
 
 
 def _csat(scheduled: datetime, params: dict[str, Any]) -> str:
-    from tasks.settings import get_settings
+    from ticketlens.adapters.settings import get_settings
 
     return csat_name(scheduled, params, get_settings().csat_window_days)
 

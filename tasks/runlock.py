@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.load import dialect_insert
-from tasks.warehouse.schema import run_locks
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.load import dialect_insert
+from ticketlens.adapters.warehouse.schema import run_locks
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def flow_lock(settings, name: str, run_id: str) -> Iterator[LockOutcome]:
     """
     from prefect import get_run_logger
 
-    from tasks.warehouse.engine import migrate, warehouse_errors
+    from ticketlens.adapters.warehouse.engine import migrate, warehouse_errors
 
     # A lost warehouse connection anywhere in the run becomes one clear error naming the warehouse.
     with warehouse_errors(settings.warehouse_url, f"the {name} run"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from models.windows import DAY, HOUR, Window, as_utc, run_window
+from ticketlens.models.windows import DAY, HOUR, Window, as_utc, run_window
 
 
 def scheduled_start() -> datetime:

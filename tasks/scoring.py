@@ -19,13 +19,8 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.echoes import CONTENT_FIELDS, INPUT_FIELDS, classify_versions, fingerprints
-from models.routing import RoutingPolicy
-from models.scoring import score_tickets
-from models.taxonomy import load_taxonomy
-from models.windows import as_utc
-from tasks.settings import Settings
-from tasks.tracking import (
+from ticketlens.adapters.settings import Settings
+from ticketlens.adapters.tracking import (
     CHAMPION,
     RegistryUnavailableError,
     describe_tracking_uri,
@@ -33,9 +28,14 @@ from tasks.tracking import (
     scrub_uri,
     version_by_alias,
 )
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.load import dialect_insert, get_stream_state, save_stream_state
-from tasks.warehouse.schema import ticket_predictions, tickets
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.load import dialect_insert, get_stream_state, save_stream_state
+from ticketlens.adapters.warehouse.schema import ticket_predictions, tickets
+from ticketlens.models.echoes import CONTENT_FIELDS, INPUT_FIELDS, classify_versions, fingerprints
+from ticketlens.models.routing import RoutingPolicy
+from ticketlens.models.scoring import score_tickets
+from ticketlens.models.taxonomy import load_taxonomy
+from ticketlens.models.windows import as_utc
 
 SCORING_STREAM = "scoring"  # its extraction_state watermark: max tickets.extracted_at scored, in µs
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -128,7 +128,7 @@ def load_sentiment(settings: Settings):
     The choice is remembered in the model cache dir (when configured), so a registry outage with a pinned
     classifier keeps the same sentiment model instead of silently switching.
     """
-    from models.sentiment import CsatSentiment, VaderSentiment
+    from ticketlens.models.sentiment import CsatSentiment, VaderSentiment
 
     choice_file = Path(settings.mlflow_cache_dir).expanduser() / "sentiment-choice.json" \
         if settings.mlflow_cache_dir else None
@@ -160,7 +160,7 @@ def load_sentiment(settings: Settings):
 
 
 def _use_workers(settings: Settings, rows: int) -> bool:
-    from models.offload import can_start_workers
+    from ticketlens.models.offload import can_start_workers
 
     return (bool(settings.scoring_workers_min_rows) and rows >= settings.scoring_workers_min_rows
             and can_start_workers())
@@ -177,7 +177,7 @@ def sentiment_for(settings: Settings, rows: int):
     """The sentiment model for a batch of ``rows`` tickets: large batches (backfill chunks) score it in one
     long-lived worker process beside the classifier (``models.offload``), small hourly batches in-process,
     where starting a worker would cost more than it saves. Same model either way."""
-    from models.sentiment import SentimentWorker
+    from ticketlens.models.sentiment import SentimentWorker
 
     model = load_sentiment(settings)
     if not _use_workers(settings, rows):
@@ -190,8 +190,8 @@ def language_detector_for(settings: Settings, rows: int):
     single-threaded lingua in its own worker process, which leaves the classifier its core."""
     from functools import partial
 
-    from models.language import detect_languages
-    from models.offload import ProcessWorker
+    from ticketlens.models.language import detect_languages
+    from ticketlens.models.offload import ProcessWorker
 
     if not _use_workers(settings, rows):
         return detect_languages

@@ -19,9 +19,14 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.alert_messages import ARTIFACT_KEY, AlertContext, build_message, helpdesk_search_url
-from models.scoring import helpdesk_tags
-from models.spikes import (
+from ticketlens.adapters.reports import chart_url
+from ticketlens.adapters.settings import Settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.load import get_stream_state, save_stream_state
+from ticketlens.adapters.warehouse.schema import slack_messages, spike_alerts, ticket_predictions, tickets
+from ticketlens.models.alert_messages import ARTIFACT_KEY, AlertContext, build_message, helpdesk_search_url
+from ticketlens.models.scoring import helpdesk_tags
+from ticketlens.models.spikes import (
     HOUR,
     Alert,
     LifecycleParams,
@@ -33,13 +38,8 @@ from models.spikes import (
     hourly_counts,
     last_complete_hour_end,
 )
-from models.taxonomy import load_taxonomy
-from models.windows import as_utc
-from tasks.reports import chart_url
-from tasks.settings import Settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.load import get_stream_state, save_stream_state
-from tasks.warehouse.schema import slack_messages, spike_alerts, ticket_predictions, tickets
+from ticketlens.models.taxonomy import load_taxonomy
+from ticketlens.models.windows import as_utc
 
 SPIKE_STREAM = "spike-detection"  # extraction_state watermark: end of the last evaluated hour (unix seconds)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -189,7 +189,7 @@ def _save_alert(conn: sa.Connection, alert: Alert, kind: str, parent: str | None
 
 def _queue_message(conn: sa.Connection, alert_id: int, kind: str, hour: datetime, text: str, blocks: list[dict],
                    now: datetime) -> bool:
-    from tasks.warehouse.load import dialect_insert
+    from ticketlens.adapters.warehouse.load import dialect_insert
 
     stmt = dialect_insert(conn, slack_messages).values(
         alert_id=alert_id, kind=kind, hour=hour, text=text, blocks=blocks, status="pending", attempts=0,

@@ -16,13 +16,8 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.classifier import INPUT_EXAMPLE, SKOPS_TRUSTED_TYPES, ClassifierConfig, build_pipeline
-from models.evaluation import PromotionDecision, classification_metrics, decide_promotion
-from models.sentiment import SentimentComparison, compare_sentiment
-from models.taxonomy import load_taxonomy
-from models.training_data import Split, TrainingSet, holdout_split, prepare_training_set, unseen_by_champion
-from tasks.settings import Settings
-from tasks.tracking import (
+from ticketlens.adapters.settings import Settings
+from ticketlens.adapters.tracking import (
     CHALLENGER,
     CHAMPION,
     ensure_experiment,
@@ -32,8 +27,19 @@ from tasks.tracking import (
     tag_version,
     version_by_alias,
 )
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import csat_ratings, tickets
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import csat_ratings, tickets
+from ticketlens.models.classifier import INPUT_EXAMPLE, SKOPS_TRUSTED_TYPES, ClassifierConfig, build_pipeline
+from ticketlens.models.evaluation import PromotionDecision, classification_metrics, decide_promotion
+from ticketlens.models.sentiment import SentimentComparison, compare_sentiment
+from ticketlens.models.taxonomy import load_taxonomy
+from ticketlens.models.training_data import (
+    Split,
+    TrainingSet,
+    holdout_split,
+    prepare_training_set,
+    unseen_by_champion,
+)
 
 SENTIMENT_MARGIN = 0.02  # ROC AUC the CSAT model must gain over VADER to replace it
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -113,7 +119,7 @@ def load_labelled_tickets(warehouse_url: str, max_rows: int, created_before: dat
 @task(name="check-training-set", cache_policy=NO_CACHE)
 def check_training_set(frame: pd.DataFrame, min_examples_per_class: int) -> TrainingSet:
     """Reject labels outside the taxonomy, exclude (and report) classes below the minimum, run GX checks."""
-    from tasks.validation import validate_training_frame
+    from ticketlens.tasks.validation import validate_training_frame
 
     taxonomy = load_taxonomy()
     training = prepare_training_set(frame, taxonomy.leaves, min_examples_per_class=min_examples_per_class)
@@ -139,7 +145,7 @@ def train_challenger(training: TrainingSet, settings: Settings, config: Classifi
     """Fit on the training split, score the holdout, then refit the same configuration on all rows."""
     import time
 
-    from models.encoder import encoding_memo
+    from ticketlens.models.encoder import encoding_memo
 
     split = holdout_split(training.frame, holdout_days=settings.training_holdout_days,
                           min_holdout_rows=settings.training_min_holdout_rows)
@@ -239,7 +245,7 @@ def compare_sentiment_models(warehouse_url: str, holdout_share: float = 0.3):
     ``SENTIMENT_MARGIN`` ROC AUC. Returns (comparison, fitted CSAT model or None); (None, None) when there are
     too few rated comments.
     """
-    from models.text import prepare_text
+    from ticketlens.models.text import prepare_text
 
     query = (sa.select(csat_ratings.c.comment, csat_ratings.c.score, tickets.c.subject, tickets.c.description)
              .select_from(csat_ratings.join(tickets, tickets.c.id == csat_ratings.c.ticket_id))

@@ -22,7 +22,14 @@ from typing import Any
 
 import pandas as pd
 
-from models.records import PRIORITIES, RATING_REQUIRED, STATUSES, TICKET_REQUIRED, TYPES, SchemaDriftError
+from ticketlens.models.records import (
+    PRIORITIES,
+    RATING_REQUIRED,
+    STATUSES,
+    TICKET_REQUIRED,
+    TYPES,
+    SchemaDriftError,
+)
 
 # ``via.channel`` is deliberately not checked against a list: Zendesk documents it as "string or integer" with
 # dozens of values and adds new ones; ``models.zendesk_via`` maps ids to names and unknown values are logged once

@@ -21,13 +21,13 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
-from models.windows import as_utc
-from tasks.helpdesk import HelpdeskError, HelpdeskNotFoundError, WriteOutcomeUnknownError
-from tasks.settings import Settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.load import dialect_insert, get_stream_state, save_stream_state
-from tasks.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
+from ticketlens.adapters.helpdesk import HelpdeskError, HelpdeskNotFoundError, WriteOutcomeUnknownError
+from ticketlens.adapters.settings import Settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.load import dialect_insert, get_stream_state, save_stream_state
+from ticketlens.adapters.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
+from ticketlens.models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
+from ticketlens.models.windows import as_utc
 
 BATCH = 100
 IN_DOUBT = "pushing"  # a batch is about to be (or was) sent, but its job id is not recorded yet
@@ -96,7 +96,7 @@ def plan_writeback(settings: Settings) -> int:
 @task(name="push-writeback", cache_policy=NO_CACHE)
 def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict[str, int]:
     """Send pending and failed tickets in batches of ≤ 100 via update_many; never raises on helpdesk errors."""
-    from tasks.ingest import helpdesk_client
+    from ticketlens.tasks.ingest import helpdesk_client
 
     logger = get_run_logger()
     engine = get_engine(settings.warehouse_url)
@@ -191,7 +191,7 @@ def settle_by_read_back(settings: Settings, rows, from_status: str) -> dict[str,
     are ``done``; the others go back to ``pending`` (pushed again by this or the next run); deleted ones are
     ``failed`` with a reason. A read that fails leaves the rows as they are for the next run.
     """
-    from tasks.ingest import helpdesk_client
+    from ticketlens.tasks.ingest import helpdesk_client
 
     engine = get_engine(settings.warehouse_url)
     w = writeback_state
@@ -251,7 +251,7 @@ def settle_lost_job(settings: Settings, job_id: str, reason: str) -> dict[str, i
 @task(name="poll-writeback-jobs", cache_policy=NO_CACHE)
 def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
     """Store job results; mark tickets done (pushed = desired) or failed (retried next run)."""
-    from tasks.ingest import helpdesk_client
+    from ticketlens.tasks.ingest import helpdesk_client
 
     logger = get_run_logger()
     engine = get_engine(settings.warehouse_url)

@@ -53,7 +53,7 @@ def postgres_url(postgres_available: str):
     sep = "&" if "?" in postgres_available else "?"
     url = f"{postgres_available}{sep}options={quote(f'-csearch_path={schema}')}"
     yield url
-    from tasks.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.engine import get_engine
 
     get_engine.cache_clear()
     with admin.begin() as conn:
@@ -69,7 +69,7 @@ def sqlite_url(tmp_path) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def warehouse_url(request) -> str:
     """An empty, migrated warehouse on each backend."""
-    from tasks.warehouse.engine import migrate
+    from ticketlens.adapters.warehouse.engine import migrate
 
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
     migrate(url)

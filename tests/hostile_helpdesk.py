@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from helpdesk_sim.testing import free_port
+from ticketlens.helpdesk_sim.testing import free_port
 
 
 @dataclass

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import metadata
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import metadata
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 PHONE = re.compile(r"\+?\d[\d\s().-]{8,}\d")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from helpdesk_sim.dataset import Dataset
-from helpdesk_sim.server import SimConfig, SimState
-from models.records import FieldMap, normalize_ratings, normalize_tickets
-from tasks.ingest import dimension_rows, frame_to_rows
-from tasks.warehouse.engine import get_engine, migrate
-from tasks.warehouse.load import upsert_replace, upsert_versioned
-from tasks.warehouse.schema import agents, csat_ratings, groups, tickets
+from ticketlens.adapters.warehouse.engine import get_engine, migrate
+from ticketlens.adapters.warehouse.load import upsert_replace, upsert_versioned
+from ticketlens.adapters.warehouse.schema import agents, csat_ratings, groups, tickets
+from ticketlens.helpdesk_sim.dataset import Dataset
+from ticketlens.helpdesk_sim.server import SimConfig, SimState
+from ticketlens.models.records import FieldMap, normalize_ratings, normalize_tickets
+from ticketlens.tasks.ingest import dimension_rows, frame_to_rows
 
 
 def seed_warehouse(url: str, dataset: Dataset, now: int | None = None, chunk: int = 5000) -> int:

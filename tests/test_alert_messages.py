@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from models.alert_messages import AlertContext, blocks_text, build_message, is_public_url
-from models.spikes import HOUR, Alert
+from ticketlens.models.alert_messages import AlertContext, blocks_text, build_message, is_public_url
+from ticketlens.models.spikes import HOUR, Alert
 
 HOUR_START = datetime(2026, 12, 1, 9, tzinfo=UTC)
 RUN = "http://127.0.0.1:4200/runs/flow-run/0d7a-run"

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from models.classifier import (
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.models.classifier import (
     DEFAULT_PROFILE,
     INPUT_EXAMPLE,
     PROFILES,
@@ -18,7 +18,7 @@ from models.classifier import (
     build_pipeline,
     resolve_config,
 )
-from models.evaluation import classification_metrics
+from ticketlens.models.evaluation import classification_metrics
 
 
 def test_pipeline_learns_the_generated_categories():
@@ -43,7 +43,7 @@ def test_plain_text_sequences_are_accepted():
 def test_encoder_ships_offline_and_gives_unit_vectors(monkeypatch):
     """The default install carries the encoder: loaded from site-packages with every hub access switched off."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from models.encoder import get_encoder, model_files
+    from ticketlens.models.encoder import get_encoder, model_files
 
     model, tokenizer = model_files()
     assert model.is_file() and tokenizer.is_file() and "site-packages" in str(model)
@@ -75,7 +75,7 @@ def test_every_profile_round_trips_through_mlflow_skops(profile, tmp_path):
 
 
 def test_cascade_sends_only_low_margin_tickets_to_the_encoder(monkeypatch):
-    from models import encoder
+    from ticketlens.models import encoder
 
     config = resolve_config("cascade", {"word_min_df": 1, "char_min_df": 1})
     pipeline = build_pipeline(config).fit(TOY, TOY_Y)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpdesk_sim.counts import CountsConfig, generate_counts
+from ticketlens.helpdesk_sim.counts import CountsConfig, generate_counts
 
 
 @pytest.fixture(scope="module")

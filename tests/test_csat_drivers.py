@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpdesk_sim.csat_frames import agent_names, group_names, rating_frame
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from models.csat_drivers import (
+from ticketlens.helpdesk_sim.csat_frames import agent_names, group_names, rating_frame
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.models.csat_drivers import (
     DriverConfig,
     analyse_drivers,
     fit_beta_prior,
@@ -19,9 +19,14 @@ from models.csat_drivers import (
     segment_rates,
     weekly_trends,
 )
-from models.csat_reasons import classify_reasons, load_seed_examples, reason_summary, train_reason_classifier
-from models.ops_reports import auto_reply_candidates, self_selection_report
-from models.taxonomy import load_taxonomy
+from ticketlens.models.csat_reasons import (
+    classify_reasons,
+    load_seed_examples,
+    reason_summary,
+    train_reason_classifier,
+)
+from ticketlens.models.ops_reports import auto_reply_candidates, self_selection_report
+from ticketlens.models.taxonomy import load_taxonomy
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -235,7 +240,7 @@ def test_auto_reply_candidates():
 
 
 def test_window_defaults_to_the_days_before_the_scheduled_start():
-    from tasks.csat import resolve_window
+    from ticketlens.tasks.csat import resolve_window
 
     scheduled = datetime(2026, 9, 1, 6, tzinfo=UTC)
     window = resolve_window(None, None, scheduled, 30)
@@ -250,7 +255,7 @@ def test_window_defaults_to_the_days_before_the_scheduled_start():
 
 
 def test_one_bad_agent_among_40_is_found_where_the_factor_test_alone_would_hide_it():
-    from helpdesk_sim.csat_cases import one_bad_agent_ratings
+    from ticketlens.helpdesk_sim.csat_cases import one_bad_agent_ratings
 
     raw, bad_agent = one_bad_agent_ratings(seed=1, agents=40, ratings_per_agent=80)
     report = analyse_drivers(prepare_ratings(raw), DriverConfig(fdr=0.05))

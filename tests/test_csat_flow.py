@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from models.taxonomy import load_taxonomy
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import (
+from tests.seed import seed_warehouse
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import (
     auto_reply_candidates,
     csat_drivers,
     csat_ratings,
@@ -21,7 +20,8 @@ from tasks.warehouse.schema import (
     self_selection_options,
     tickets,
 )
-from tests.seed import seed_warehouse
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.models.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.slow
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -35,7 +35,7 @@ def dataset():
 
 def seed_predictions(url: str, dataset) -> None:
     """Predictions as the scorer writes them (a test double for the champion: the true category, confident)."""
-    from tasks.scoring import write_predictions
+    from ticketlens.tasks.scoring import write_predictions
 
     taxonomy = load_taxonomy()
     truth = {t.id: t.true_category for t in dataset.tickets}
@@ -66,7 +66,7 @@ def table_counts(url: str) -> dict[str, int]:
 def test_csat_drivers_flow(prefect_harness, warehouse_url, dataset, monkeypatch, tmp_path):
     from prefect.artifacts import Artifact
 
-    from flows.csat_drivers import csat_drivers as flow
+    from ticketlens.flows.csat_drivers import csat_drivers as flow
 
     seed_warehouse(warehouse_url, dataset)
     seed_predictions(warehouse_url, dataset)
@@ -138,7 +138,7 @@ def test_csat_drivers_flow(prefect_harness, warehouse_url, dataset, monkeypatch,
 
 def test_a_window_without_ratings_reports_nothing_and_fails_nothing(prefect_harness, sqlite_url, monkeypatch,
                                                                       tmp_path):
-    from flows.csat_drivers import csat_drivers as flow
+    from ticketlens.flows.csat_drivers import csat_drivers as flow
 
     monkeypatch.setenv("TICKETLENS_WAREHOUSE_URL", sqlite_url)
     monkeypatch.setenv("TICKETLENS_REPORTS_DIR", str(tmp_path / "reports"))

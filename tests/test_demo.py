@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from flows.demo import display_width, fit
-from models.sentiment import sentiment_reason
-from tasks.warehouse.engine import checkpoint_warehouse, get_engine
+from ticketlens.adapters.warehouse.engine import checkpoint_warehouse, get_engine
+from ticketlens.flows.demo import display_width, fit
+from ticketlens.models.sentiment import sentiment_reason
 
 
 def test_fit_pads_wide_characters_to_the_same_width():
@@ -46,7 +46,7 @@ def test_planted_incidents_from_the_command_line_replace_the_random_ones():
 
     import pytest
 
-    from helpdesk_sim.cli import main, parse_incident
+    from ticketlens.helpdesk_sim.cli import main, parse_incident
 
     inc = parse_incident("account.password_reset@2026-08-12T10+4x8")
     assert (inc.category, inc.multiplier) == ("account.password_reset", 8.0)
@@ -58,7 +58,7 @@ def test_planted_incidents_from_the_command_line_replace_the_random_ones():
 def test_generated_truth_lists_exactly_the_planted_incidents(tmp_path):
     import json
 
-    from helpdesk_sim.cli import main
+    from ticketlens.helpdesk_sim.cli import main
 
     out = tmp_path / "truth.json"
     assert main(["generate", "--days", "10", "--tickets-per-day", "200", "--out", str(out),

@@ -32,11 +32,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from helpdesk_sim.dataset import Incident
-from helpdesk_sim.live import LiveConfig
-from helpdesk_sim.testing import free_port, running_live_simulator
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import (
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import (
     csat_drivers,
     slack_messages,
     spike_alerts,
@@ -44,6 +41,9 @@ from tasks.warehouse.schema import (
     tickets,
     writeback_state,
 )
+from ticketlens.helpdesk_sim.dataset import Incident
+from ticketlens.helpdesk_sim.live import LiveConfig
+from ticketlens.helpdesk_sim.testing import free_port, running_live_simulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 

@@ -1,4 +1,4 @@
-"""models.echoes: fingerprints blind to TicketLens's own write-back, sensitive to every real edit."""
+"""ticketlens.models.echoes: fingerprints blind to TicketLens's own write-back, sensitive to every real edit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from models.echoes import classify_versions, content_fingerprint, input_fingerprint
+from ticketlens.models.echoes import classify_versions, content_fingerprint, input_fingerprint
 
 T0 = datetime(2026, 7, 1, 9, tzinfo=UTC)
 T1 = datetime(2026, 7, 1, 10, tzinfo=UTC)

@@ -20,7 +20,7 @@ from bench.fault_suite import (
     run_step,
     trial_warehouse,
 )
-from helpdesk_sim.testing import running_simulator
+from ticketlens.helpdesk_sim.testing import running_simulator
 
 # The module fixture trains a champion and starts a forkserver (~3-5 min on a busy 2-CPU machine).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]

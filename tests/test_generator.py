@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset, write_ground_truth
-from models.taxonomy import load_taxonomy
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset, write_ground_truth
+from ticketlens.models.taxonomy import load_taxonomy
 
 
 @pytest.fixture(scope="module")

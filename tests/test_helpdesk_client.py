@@ -14,7 +14,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from tasks.helpdesk import (
+from ticketlens.adapters.helpdesk import (
     CursorRejectedError,
     HelpdeskAuthError,
     HelpdeskClient,
@@ -26,7 +26,7 @@ from tasks.helpdesk import (
     WriteOutcomeUnknownError,
     parse_retry_after,
 )
-from tasks.settings import load_settings
+from ticketlens.adapters.settings import load_settings
 
 TOKEN = "s3cr3t-token-value"
 

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import client_env, running_simulator
-from models.text import prepare_text
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import extraction_state, quarantine, tickets
 from tests.leak_scan import configure_prefect_logging
 from tests.test_ingest_flow import assert_warehouse_equals_source
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import extraction_state, quarantine, tickets
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.testing import client_env, running_simulator
+from ticketlens.models.text import prepare_text
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,7 @@ def ticket_cursor(url: str):
 
 
 def test_a_429_storm_is_waited_out(prefect_harness, configure, warehouse_url, sim, logs):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(rate_limit_storm=6)  # six 429s in a row, whatever the budget
     ingest()
@@ -101,7 +101,7 @@ def test_a_429_storm_is_waited_out(prefect_harness, configure, warehouse_url, si
 
 
 def test_a_5xx_burst_is_retried(prefect_harness, configure, warehouse_url, sim, logs):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(error_burst=4)
     ingest()
@@ -111,7 +111,7 @@ def test_a_5xx_burst_is_retried(prefect_harness, configure, warehouse_url, sim, 
 
 
 def test_timeouts_fail_clearly_and_the_next_run_resumes(prefect_harness, configure, warehouse_url, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     ingest(max_pages=1)
     cursor = ticket_cursor(warehouse_url)
@@ -126,7 +126,7 @@ def test_timeouts_fail_clearly_and_the_next_run_resumes(prefect_harness, configu
 
 
 def test_ids_repeated_across_pages_load_once(prefect_harness, configure, warehouse_url, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(repeat_across_pages=2)  # later pages repeat tickets served on the first page
     result = ingest()
@@ -136,7 +136,7 @@ def test_ids_repeated_across_pages_load_once(prefect_harness, configure, warehou
 
 
 def test_tickets_deleted_between_runs_become_soft_deletes(prefect_harness, configure, warehouse_url, sim, dataset):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     end = sim.now()
     deleted_later = {t.id for t in dataset.tickets
@@ -156,7 +156,7 @@ def test_tickets_deleted_between_runs_become_soft_deletes(prefect_harness, confi
 
 def test_fields_of_an_unexpected_type_are_quarantined_with_the_field_named(prefect_harness, configure,
                                                                            warehouse_url, sim, logs):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(wrong_type_pages=1)
     result = ingest()
@@ -172,7 +172,7 @@ def test_fields_of_an_unexpected_type_are_quarantined_with_the_field_named(prefe
 
 
 def test_a_1_mb_ticket_body_is_quarantined_with_a_reason(prefect_harness, configure, warehouse_url, sim, logs):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(huge_body_pages=1)
     ingest()
@@ -186,7 +186,7 @@ def test_a_1_mb_ticket_body_is_quarantined_with_a_reason(prefect_harness, config
 
 def test_invalid_utf8_control_chars_and_script_content_load_safely(prefect_harness, configure, warehouse_url,
                                                                    sim, logs):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(dirty_text_pages=1)
     ingest()

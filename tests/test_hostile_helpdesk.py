@@ -12,11 +12,18 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from helpdesk_sim.testing import client_env
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import csat_ratings, extraction_state, groups, quarantine, run_locks, tickets
 from tests.hostile_helpdesk import Page, Script, gzip_bomb, hostile_helpdesk, rating, ticket
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import (
+    csat_ratings,
+    extraction_state,
+    groups,
+    quarantine,
+    run_locks,
+    tickets,
+)
+from ticketlens.helpdesk_sim.testing import client_env
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +79,7 @@ def lock_free(url: str) -> bool:
 def test_cycling_cursors_stop_each_stream_after_committing_with_a_clear_error(hostile, warehouse_url):
     """Tickets cycle A→B→A and ratings' links.next cycles R1→R2→R1, both with 'more to come': the run commits
     every page it read, fails naming both cursors, releases the lock; a repaired helpdesk then loads newer rows."""
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     script = Script(
         tickets={"start": Page([ticket(1, T0)], next="A", end=False),
@@ -103,7 +110,7 @@ def test_cycling_cursors_stop_each_stream_after_committing_with_a_clear_error(ho
 
 def test_a_stream_stops_at_its_page_budget_and_the_next_run_continues(hostile, warehouse_url):
     """A helpdesk that hands out a fresh cursor forever: each run reads its page budget, then ends normally."""
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     pages = {"start": Page([ticket(1, T0)], next="c1", end=False)}
     for n in range(1, 30):
@@ -142,7 +149,7 @@ NOT_OBJECTS = ("1", '"x"', "null")
 
 
 def test_poison_records_are_quarantined_with_reasons_while_the_page_loads(hostile, warehouse_url):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     good = [ticket(i, T0 + i) for i in range(1, 11)]
     nul = ticket(50, T0 + 20, tags='["vi\\u0000p"]', custom_fields='[{"id": 7, "value": "a\\u0000b"}]')
@@ -198,7 +205,7 @@ def test_poison_records_are_quarantined_with_reasons_while_the_page_loads(hostil
 
 def test_a_gzip_bomb_fails_clearly_without_loading_or_keeping_the_lock(hostile, warehouse_url):
     """305 KB on the wire, 300 MiB inflated: reading stops at TICKETLENS_HELPDESK_MAX_RESPONSE_MB (64 MiB)."""
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     bomb = gzip_bomb(300)
     assert len(bomb) < 400_000
@@ -216,7 +223,7 @@ def test_a_gzip_bomb_fails_clearly_without_loading_or_keeping_the_lock(hostile, 
 def test_a_watermark_poisoned_by_an_older_version_is_repaired(hostile, warehouse_url):
     """A ratings watermark left in 2999 by a version that did not quarantine far-future rows: the next run
     resets it to the newest loaded rating (with a warning) and newer ratings load again."""
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     script = Script(tickets={"start": Page([ticket(1, T0)], next="x", end=True)},
                     rating_feed=[(T0 + 5, rating(21, T0 + 5))])

@@ -16,11 +16,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import client_env, running_simulator
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import csat_ratings, extraction_state, quarantine, raw_records, tickets
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import (
+    csat_ratings,
+    extraction_state,
+    quarantine,
+    raw_records,
+    tickets,
+)
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.testing import client_env, running_simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -90,7 +96,7 @@ def cursor_rows(url: str) -> dict[str, tuple]:
 
 
 def test_ingest_loads_everything_and_is_idempotent(prefect_harness, configure, warehouse_url, sim, dataset):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     first = ingest()
     assert first["tickets"]["pages"] >= 3 and first["tickets"]["end_of_stream"]
@@ -116,7 +122,7 @@ def test_ingest_loads_everything_and_is_idempotent(prefect_harness, configure, w
 
 
 def test_new_and_updated_tickets_arrive_as_the_clock_advances(prefect_harness, configure, warehouse_url, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     ingest()
     before = warehouse_tickets(warehouse_url)
@@ -129,7 +135,7 @@ def test_new_and_updated_tickets_arrive_as_the_clock_advances(prefect_harness, c
 
 
 def test_server_errors_are_retried(prefect_harness, configure, warehouse_url, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(error_rate=0.3)
     ingest()
@@ -139,7 +145,7 @@ def test_server_errors_are_retried(prefect_harness, configure, warehouse_url, si
 
 
 def test_bad_credentials_fail_fast_with_a_clear_message(prefect_harness, configure, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     configure(TICKETLENS_HELPDESK_API_TOKEN="wrong-token")
     with pytest.raises(Exception, match="TICKETLENS_HELPDESK_API_TOKEN") as info:
@@ -148,7 +154,7 @@ def test_bad_credentials_fail_fast_with_a_clear_message(prefect_harness, configu
 
 
 def test_schema_drift_fails_without_moving_the_cursor(prefect_harness, configure, warehouse_url, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     ingest(max_pages=1)
     state = cursor_rows(warehouse_url)
@@ -161,7 +167,7 @@ def test_schema_drift_fails_without_moving_the_cursor(prefect_harness, configure
 
 
 def test_malformed_page_is_retried_then_fails_clearly(prefect_harness, configure, warehouse_url, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(malformed_pages=1)  # one truncated body: the client retries and the run succeeds
     ingest(max_pages=1)
@@ -177,7 +183,7 @@ def test_malformed_page_is_retried_then_fails_clearly(prefect_harness, configure
 
 
 def test_invalid_rows_are_quarantined_with_reasons(prefect_harness, configure, warehouse_url, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(invalid_row_pages=1)
     result = ingest()
@@ -193,7 +199,7 @@ def test_a_killed_ingest_resumes_without_loss_or_duplicates(prefect_harness, con
     """kill -9 the ingest process after its first committed pages, rerun, compare with the source."""
     from prefect.settings import PREFECT_API_URL
 
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(slow_ms=400)
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value() or ""}
@@ -229,7 +235,7 @@ def _has_state(url: str) -> bool:
 
 def test_rate_limited_helpdesk_is_honoured(prefect_harness, configure, warehouse_url, dataset):
     """The server answers 429 + Retry-After once its per-minute budget is spent; the run still completes."""
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     with running_simulator(dataset, requests_per_minute=3, rate_window_seconds=5.0, retry_after="0.3") as limited:
         configure(TICKETLENS_HELPDESK_BASE_URL=limited.base_url, TICKETLENS_HELPDESK_MAX_RETRIES="400")
@@ -240,7 +246,7 @@ def test_rate_limited_helpdesk_is_honoured(prefect_harness, configure, warehouse
 
 
 def test_rejected_cursor_falls_back_to_the_watermark(prefect_harness, configure, warehouse_url, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     ingest()
     sim.advance(12 * 3600)
@@ -251,7 +257,7 @@ def test_rejected_cursor_falls_back_to_the_watermark(prefect_harness, configure,
 
 
 def test_duplicate_ids_in_a_page_load_once(prefect_harness, configure, warehouse_url, sim):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     sim.set_faults(duplicate_id_pages=1)
     ingest()

@@ -15,11 +15,18 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.records import FieldMap, _as_int
-from models.sanitize import canonical_json, payload_sha256
-from tasks.ingest import RATING_STREAM, TICKET_STREAM, judge_page, load_page, store_dimension
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import agents, csat_ratings, extraction_state, groups, quarantine, tickets
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import (
+    agents,
+    csat_ratings,
+    extraction_state,
+    groups,
+    quarantine,
+    tickets,
+)
+from ticketlens.models.records import FieldMap, _as_int
+from ticketlens.models.sanitize import canonical_json, payload_sha256
+from ticketlens.tasks.ingest import RATING_STREAM, TICKET_STREAM, judge_page, load_page, store_dimension
 
 EXAMPLES = int(os.environ.get("TICKETLENS_FUZZ_EXAMPLES", "10"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

@@ -9,9 +9,9 @@ from collections import Counter
 import httpx
 import pytest
 
-from helpdesk_sim.dataset import Incident
-from helpdesk_sim.live import LiveConfig
-from helpdesk_sim.testing import SimulatorProcess, free_port, running_live_simulator
+from ticketlens.helpdesk_sim.dataset import Incident
+from ticketlens.helpdesk_sim.live import LiveConfig
+from ticketlens.helpdesk_sim.testing import SimulatorProcess, free_port, running_live_simulator
 
 H, DAY = 3600, 86400
 T0 = 1_796_083_200 + 10 * H  # 2026-12-01T10:00:00Z, a Tuesday

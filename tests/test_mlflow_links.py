@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from tasks.mlflow_links import TrainingLinks, mlflow_ui_base
-from tasks.settings import Settings, get_settings
+from ticketlens.adapters.settings import Settings, get_settings
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.tasks.mlflow_links import TrainingLinks, mlflow_ui_base
 
 from .seed import seed_warehouse
 
@@ -51,8 +51,8 @@ def test_nightly_run_is_named_linked_and_described(prefect_harness, retrain_env)
     from prefect import get_client
     from prefect.artifacts import Artifact
 
-    from flows.nightly_retrain import nightly_retrain
-    from tasks.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+    from ticketlens.adapters.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     result = nightly_retrain()
     settings = get_settings()
@@ -83,7 +83,7 @@ def test_nightly_run_is_named_linked_and_described(prefect_harness, retrain_env)
 def test_existing_experiment_gets_the_training_view_tag(tmp_path):
     import mlflow
 
-    from tasks.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, ensure_experiment
+    from ticketlens.adapters.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, ensure_experiment
 
     uri = f"sqlite:///{tmp_path / 'old.db'}"
     mlflow.MlflowClient(uri).create_experiment("old-experiment", artifact_location=(tmp_path / "a").as_uri())

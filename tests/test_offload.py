@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from models.classifier import build_pipeline
-from models.language import detect_languages
-from models.offload import ProcessWorker, finish, start
-from models.routing import RoutingPolicy
-from models.scoring import score_tickets
-from models.sentiment import SentimentWorker, VaderSentiment
-from models.taxonomy import load_taxonomy
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.models.classifier import build_pipeline
+from ticketlens.models.language import detect_languages
+from ticketlens.models.offload import ProcessWorker, finish, start
+from ticketlens.models.routing import RoutingPolicy
+from ticketlens.models.scoring import score_tickets
+from ticketlens.models.sentiment import SentimentWorker, VaderSentiment
+from ticketlens.models.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["This is terrible, I was charged twice and nobody answers!", "Thanks a lot, works great now :)",
@@ -100,7 +100,7 @@ def test_worker_exits_when_its_parent_is_killed(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent("""
         import multiprocessing, sys, time
-        from models.sentiment import SentimentWorker, VaderSentiment
+        from ticketlens.models.sentiment import SentimentWorker, VaderSentiment
 
         if __name__ == "__main__":
             worker = SentimentWorker(VaderSentiment())
@@ -134,8 +134,8 @@ def _alive(pid: int) -> bool:
 
 
 def test_large_batches_get_a_worker_and_a_dead_one_is_replaced():
-    from tasks.scoring import language_detector_for
-    from tasks.settings import load_settings
+    from ticketlens.adapters.settings import load_settings
+    from ticketlens.tasks.scoring import language_detector_for
 
     settings = load_settings(_env_file=None, scoring_workers_min_rows=100)
     assert language_detector_for(settings, 99) is detect_languages  # small hourly batch: in-process
@@ -152,8 +152,8 @@ def test_large_batches_get_a_worker_and_a_dead_one_is_replaced():
 
 
 def _language_choice_in_a_daemon(queue) -> None:
-    from tasks.scoring import language_detector_for
-    from tasks.settings import load_settings
+    from ticketlens.adapters.settings import load_settings
+    from ticketlens.tasks.scoring import language_detector_for
 
     chosen = language_detector_for(load_settings(_env_file=None, scoring_workers_min_rows=1), 5000)
     queue.put(chosen is detect_languages)

@@ -16,13 +16,19 @@ import sqlalchemy as sa
 from prefect import flow
 from sqlalchemy.engine import make_url
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import client_env, free_port, running_simulator
-from tasks.settings import get_settings
-from tasks.warehouse.engine import WarehouseUnavailableError, get_engine, migrate
-from tasks.warehouse.schema import extraction_state, raw_records, run_locks, ticket_predictions, tickets
 from tests.tcp_proxy import TcpProxy
 from tests.test_ingest_flow import assert_warehouse_equals_source
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import WarehouseUnavailableError, get_engine, migrate
+from ticketlens.adapters.warehouse.schema import (
+    extraction_state,
+    raw_records,
+    run_locks,
+    ticket_predictions,
+    tickets,
+)
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.testing import client_env, free_port, running_simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -65,7 +71,7 @@ def test_two_overlapping_ingest_processes_do_the_work_once(prefect_harness, ware
                                                            tmp_path):
     from prefect.settings import PREFECT_API_URL
 
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     with running_simulator(dataset, slow_ms=150) as sim:
         env = env_for(warehouse_url, sim)
@@ -102,7 +108,7 @@ def test_two_overlapping_ingest_processes_do_the_work_once(prefect_harness, ware
 
 def test_postgres_restarted_mid_run_fails_clearly_and_the_next_run_resumes(prefect_harness, postgres_url, dataset,
                                                                            monkeypatch):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     real = make_url(postgres_url)
     with TcpProxy((real.host, real.port or 5432)) as proxy, running_simulator(dataset, slow_ms=250) as sim:
@@ -140,16 +146,16 @@ def test_postgres_restarted_mid_run_fails_clearly_and_the_next_run_resumes(prefe
 
 @flow(name="score-only")
 def score_only() -> dict:
-    from tasks.scoring import score_new_tickets
+    from ticketlens.tasks.scoring import score_new_tickets
 
     return score_new_tickets(get_settings(), "outage-test")
 
 
 def test_mlflow_unreachable_fails_clearly_or_uses_the_pinned_cached_version(prefect_harness, sqlite_url, dataset,
                                                                            monkeypatch, tmp_path):
-    import tasks.scoring
-    from flows.nightly_retrain import nightly_retrain
+    import ticketlens.tasks.scoring
     from tests.seed import seed_warehouse
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     seed_warehouse(sqlite_url, dataset)
     cache = tmp_path / "model-cache"
@@ -186,7 +192,7 @@ def test_mlflow_unreachable_fails_clearly_or_uses_the_pinned_cached_version(pref
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
         apply(monkeypatch, {"TICKETLENS_MLFLOW_TRACKING_URI": down})
-        tasks.scoring._CACHE.clear()  # a fresh worker process: nothing loaded in memory
+        ticketlens.tasks.scoring._CACHE.clear()  # a fresh worker process: nothing loaded in memory
 
         with pytest.raises(Exception, match=r"could not be reached.*TICKETLENS_MLFLOW_PINNED_VERSION") as info:
             score_only()

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import client_env, running_simulator
-from tasks.preflight import main
+from ticketlens.doctor import main
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.testing import client_env, running_simulator
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from models.records import (
+from ticketlens.models.records import (
     FieldMap,
     canonical_json,
     field_map_from_ticket_fields,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.reports import chart_markdown, chart_url
-from tasks.settings import Settings
+from ticketlens.adapters.reports import chart_markdown, chart_url
+from ticketlens.adapters.settings import Settings
 
 
 def test_chart_urls_follow_the_served_reports_dir(tmp_path):

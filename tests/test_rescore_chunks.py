@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import tasks.scoring as scoring
+import ticketlens.tasks.scoring as scoring
 
 
 def _fetch(ids: list[int], size: int):

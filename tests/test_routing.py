@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.routing import RoutingPolicy, auto_reply_eligible, routing_group, tier
-from models.scoring import helpdesk_fields, helpdesk_tags, removable_tags, segment_from_tags
-from models.taxonomy import load_taxonomy
+from ticketlens.models.routing import RoutingPolicy, auto_reply_eligible, routing_group, tier
+from ticketlens.models.scoring import helpdesk_fields, helpdesk_tags, removable_tags, segment_from_tags
+from ticketlens.models.taxonomy import load_taxonomy
 
 TAX = load_taxonomy()
 POLICY = RoutingPolicy(triage_threshold=0.5, auto_reply_threshold=0.8, language_queues={"ja": "japanese_queue"})

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tasks.runlock import RunLockBusyError, owner_is_dead, run_lock
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import run_locks
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import run_locks
+from ticketlens.tasks.runlock import RunLockBusyError, owner_is_dead, run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pendulum
 import pytest
 
-from tasks import run_names
-from tasks.run_names import (
+from ticketlens.tasks import run_names
+from ticketlens.tasks.run_names import (
     backfill_name,
     csat_name,
     hourly_name,

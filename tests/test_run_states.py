@@ -12,22 +12,22 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import ticket_predictions, writeback_state
 from tests.scheduled import run_as_scheduled
 from tests.test_scoring_flow import count, dataset, env  # noqa: F401  (fixtures: simulator + settings)
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import ticket_predictions, writeback_state
 
 pytestmark = pytest.mark.slow
 SLOT = datetime(2026, 7, 10, 10, 5, tzinfo=UTC)
 
 LOCKED_FLOWS = [
-    ("flows.hourly_pipeline", "hourly_pipeline", "hourly-pipeline"),
-    ("flows.ingest", "ingest", "ingest"),
-    ("flows.nightly_retrain", "nightly_retrain", "nightly-retrain"),
-    ("flows.backfill", "backfill", "backfill"),
-    ("flows.spikes", "spike_detection", "spike-detection"),
-    ("flows.csat_drivers", "csat_drivers", "csat-drivers"),
+    ("ticketlens.flows.hourly_pipeline", "hourly_pipeline", "hourly-pipeline"),
+    ("ticketlens.flows.ingest", "ingest", "ingest"),
+    ("ticketlens.flows.nightly_retrain", "nightly_retrain", "nightly-retrain"),
+    ("ticketlens.flows.backfill", "backfill", "backfill"),
+    ("ticketlens.flows.spikes", "spike_detection", "spike-detection"),
+    ("ticketlens.flows.csat_drivers", "csat_drivers", "csat-drivers"),
 ]
 
 
@@ -36,8 +36,8 @@ def test_a_run_that_finds_its_lock_held_ends_skipped_not_completed(prefect_harne
                                                                    tmp_path, module, attr, lock):
     import importlib
 
-    from tasks.runlock import run_lock
-    from tasks.warehouse.engine import migrate
+    from ticketlens.adapters.warehouse.engine import migrate
+    from ticketlens.tasks.runlock import run_lock
 
     flow_obj = getattr(importlib.import_module(module), attr)
     migrate(sqlite_url)
@@ -63,10 +63,10 @@ def test_hourly_pipeline_ends_failed_naming_the_steps_that_did_not_finish(prefec
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    import flows.spikes
-    from flows.hourly_pipeline import hourly_pipeline
-    from flows.ingest import ingest
-    from flows.nightly_retrain import nightly_retrain
+    import ticketlens.flows.spikes
+    from ticketlens.flows.hourly_pipeline import hourly_pipeline
+    from ticketlens.flows.ingest import ingest
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     sim = env
     monkeypatch.setenv("TICKETLENS_BACKFILL_AFTER_PROMOTION", "false")  # not what this test is about: save time
@@ -86,8 +86,8 @@ def test_hourly_pipeline_ends_failed_naming_the_steps_that_did_not_finish(prefec
     def broken(settings, run_id, as_of=None):
         raise RuntimeError("detector exploded")
 
-    working = flows.spikes.detect_spikes_task
-    monkeypatch.setattr(flows.spikes, "detect_spikes_task", broken)
+    working = ticketlens.flows.spikes.detect_spikes_task
+    monkeypatch.setattr(ticketlens.flows.spikes, "detect_spikes_task", broken)
     sim.advance(3600)
     before = count(sqlite_url, ticket_predictions)
     run, state = run_as_scheduled(hourly_pipeline, SLOT + timedelta(hours=1))
@@ -101,7 +101,7 @@ def test_hourly_pipeline_ends_failed_naming_the_steps_that_did_not_finish(prefec
         summary = next(a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))) if a.key == "hourly-pipeline-summary")
     assert "final state: Failed" in summary.data and "spike-detection" in summary.data
-    monkeypatch.setattr(flows.spikes, "detect_spikes_task", working)
+    monkeypatch.setattr(ticketlens.flows.spikes, "detect_spikes_task", working)
 
     # The helpdesk rejects a write (the ticket was deleted there after it was scored): write-back failed → Failed.
     with get_engine(sqlite_url).begin() as conn:

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from models import sanitize
-from tasks import http_body
+from ticketlens.adapters import http_body
+from ticketlens.models import sanitize
 
 
 def test_screen_names_each_poison_kind_and_keeps_clean_records():
@@ -87,8 +87,8 @@ def test_body_cap_counts_decompressed_bytes(encoding):
 def test_a_refused_page_error_carries_no_field_content(monkeypatch, sqlite_url):
     import pandas as pd
 
-    from tasks import ingest
-    from tasks.warehouse.engine import migrate
+    from ticketlens.adapters.warehouse.engine import migrate
+    from ticketlens.tasks import ingest
 
     migrate(sqlite_url)
 

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from tasks.settings import get_settings
 from tests.scheduled import run_as_scheduled, runtime_start_type
 from tests.seed import seed_warehouse
 from tests.test_csat_flow import seed_predictions
 from tests.test_spike_alerts import SPIKE_AT
 from tests.test_spike_alerts import seed as seed_spikes
+from ticketlens.adapters.settings import get_settings
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
 
 pytestmark = pytest.mark.slow
 CSAT_START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -42,7 +42,7 @@ def reports_env(monkeypatch, sqlite_url, tmp_path):
 
 
 def test_a_scheduled_csat_drivers_run_analyses_the_days_before_its_slot(prefect_harness, reports_env):
-    from flows.csat_drivers import csat_drivers
+    from ticketlens.flows.csat_drivers import csat_drivers
 
     dataset = generate_dataset(GeneratorConfig(seed=5, start=CSAT_START, days=21, tickets_per_day=120))
     seed_warehouse(reports_env, dataset)
@@ -61,8 +61,8 @@ def test_a_scheduled_csat_drivers_run_analyses_the_days_before_its_slot(prefect_
 
 
 def test_a_scheduled_spike_detection_run_evaluates_the_hour_before_its_slot(prefect_harness, reports_env):
-    from flows.spikes import spike_detection
-    from tasks.warehouse.engine import migrate
+    from ticketlens.adapters.warehouse.engine import migrate
+    from ticketlens.flows.spikes import spike_detection
 
     migrate(reports_env)
     seed_spikes(reports_env)

@@ -8,13 +8,18 @@ import pytest
 import sqlalchemy as sa
 from prefect import flow
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import running_simulator
-from models.taxonomy import load_taxonomy
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import backfill_partitions, ticket_predictions, writeback_jobs, writeback_state
-from tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import (
+    backfill_partitions,
+    ticket_predictions,
+    writeback_jobs,
+    writeback_state,
+)
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.testing import running_simulator
+from ticketlens.models.taxonomy import load_taxonomy
+from ticketlens.tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback
 
 pytestmark = pytest.mark.slow
 
@@ -55,16 +60,16 @@ def count(url, table, *where):
 
 
 def test_scoring_without_a_champion_fails_clearly(prefect_harness, env, sqlite_url):
-    from flows.hourly_pipeline import hourly_pipeline
+    from ticketlens.flows.hourly_pipeline import hourly_pipeline
 
     with pytest.raises(Exception, match="nightly-retrain"):
         hourly_pipeline()
 
 
 def test_hourly_scoring_and_write_back(prefect_harness, env, sqlite_url, dataset):
-    from flows.hourly_pipeline import hourly_pipeline
-    from flows.ingest import ingest
-    from flows.nightly_retrain import nightly_retrain
+    from ticketlens.flows.hourly_pipeline import hourly_pipeline
+    from ticketlens.flows.ingest import ingest
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     sim = env
     ingest()
@@ -122,9 +127,9 @@ def test_hourly_scoring_and_write_back(prefect_harness, env, sqlite_url, dataset
 def test_a_write_whose_answer_is_lost_is_read_back_not_sent_twice(prefect_harness, env, sqlite_url):
     """update_many applied by the helpdesk but answered 504: the batch stays in doubt, the next run reads the
     tickets back and finds the tags there, and nothing is pushed a second time (no double write-back)."""
-    from flows.hourly_pipeline import hourly_pipeline
-    from flows.ingest import ingest
-    from flows.nightly_retrain import nightly_retrain
+    from ticketlens.flows.hourly_pipeline import hourly_pipeline
+    from ticketlens.flows.ingest import ingest
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     sim = env
     ingest()
@@ -159,9 +164,9 @@ def push_only() -> dict:
 
 
 def test_backfill_is_resumable(prefect_harness, env, sqlite_url):
-    from flows.backfill import backfill
-    from flows.ingest import ingest
-    from flows.nightly_retrain import nightly_retrain
+    from ticketlens.flows.backfill import backfill
+    from ticketlens.flows.ingest import ingest
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     ingest()
     trained = nightly_retrain()  # a promotion starts a backfill with the new champion
@@ -180,9 +185,9 @@ def test_backfill_is_resumable(prefect_harness, env, sqlite_url):
 
 
 def test_backfill_partitions_run_on_dask(prefect_harness, env, sqlite_url, monkeypatch):
-    from flows.backfill import backfill
-    from flows.ingest import ingest
-    from flows.nightly_retrain import nightly_retrain
+    from ticketlens.flows.backfill import backfill
+    from ticketlens.flows.ingest import ingest
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     monkeypatch.setenv("TICKETLENS_BACKFILL_AFTER_PROMOTION", "false")
     ingest()
@@ -190,7 +195,7 @@ def test_backfill_partitions_run_on_dask(prefect_harness, env, sqlite_url, monke
     monkeypatch.setenv("TICKETLENS_BACKFILL_DASK_ADDRESS", "local")  # a local Dask cluster of worker processes
     get_settings.cache_clear()
     result = backfill()
-    from tasks.warehouse.schema import tickets
+    from ticketlens.adapters.warehouse.schema import tickets
 
     live = count(sqlite_url, tickets, tickets.c.is_deleted.is_(False))
     assert result["partitions"] >= 1 and result["scored"] == live

@@ -19,10 +19,6 @@ import pytest
 import sqlalchemy as sa
 from prefect import flow
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import running_simulator
-from tasks.settings import SettingsError, get_settings, load_settings
-from tasks.warehouse.engine import get_engine
 from tests.leak_scan import (
     Records,
     assert_no_leaks,
@@ -33,6 +29,10 @@ from tests.leak_scan import (
     prefect_text,
     warehouse_text,
 )
+from ticketlens.adapters.settings import SettingsError, get_settings, load_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.testing import running_simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "tlFAKEsecret-7c1e9d2b40"
@@ -42,7 +42,7 @@ WRONG = "tlFAKEwrong-0b9d7a2e13"
 
 @flow(name="push-only")
 def push_only() -> dict:
-    from tasks.writeback import push_writeback
+    from ticketlens.tasks.writeback import push_writeback
 
     return push_writeback(get_settings(), "secret-scan")
 
@@ -55,11 +55,11 @@ def dataset():
 
 @pytest.mark.slow
 def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_url, tmp_path, monkeypatch):
-    from flows.csat_drivers import csat_drivers
-    from flows.hourly_pipeline import hourly_pipeline
-    from flows.ingest import ingest
-    from flows.nightly_retrain import nightly_retrain
     from tests.test_spike_alerts import SECRET_PATH, Receiver
+    from ticketlens.flows.csat_drivers import csat_drivers
+    from ticketlens.flows.hourly_pipeline import hourly_pipeline
+    from ticketlens.flows.ingest import ingest
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     configure_prefect_logging()
     handler = Records()
@@ -101,7 +101,7 @@ def test_no_secret_or_pii_leaks_from_any_flow(prefect_harness, dataset, sqlite_u
             csat_drivers(start=datetime(2026, 7, 1, tzinfo=UTC), end=datetime(2026, 7, 12, tzinfo=UTC))
             sim.advance(3600)
             sim.set_faults(error_rate=1.0)  # write-back fails: the error text is stored in the warehouse
-            from tasks.warehouse.schema import writeback_state
+            from ticketlens.adapters.warehouse.schema import writeback_state
 
             with get_engine(sqlite_url).begin() as conn:
                 conn.execute(sa.update(writeback_state).values(status="pending"))

@@ -7,8 +7,8 @@ import base64
 import httpx
 import pytest
 
-from helpdesk_sim.dataset import Dataset, RatingSpec, TicketSpec
-from helpdesk_sim.testing import running_simulator
+from ticketlens.helpdesk_sim.dataset import Dataset, RatingSpec, TicketSpec
+from ticketlens.helpdesk_sim.testing import running_simulator
 
 T0 = 1_785_542_400  # 2026-08-01T00:00:00Z
 H = 3600

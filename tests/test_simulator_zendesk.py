@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import running_simulator
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.testing import running_simulator
 
 
 @pytest.fixture(scope="module")

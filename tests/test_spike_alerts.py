@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from models.alert_messages import blocks_text
-from tasks.settings import Settings
-from tasks.spikes import detect_spikes_task, send_pending_messages
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import slack_messages, spike_alerts, ticket_predictions, tickets
+from ticketlens.adapters.settings import Settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import slack_messages, spike_alerts, ticket_predictions, tickets
+from ticketlens.models.alert_messages import blocks_text
+from ticketlens.tasks.spikes import detect_spikes_task, send_pending_messages
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 SPIKE_AT = START + timedelta(days=15, hours=10)  # three hours of 40/hour "app crashes"

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from tasks.settings import get_settings
 from tests.test_spike_alerts import SPIKE_AT, Receiver, seed
+from ticketlens.adapters.settings import get_settings
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def slack():
 
 @pytest.fixture
 def flow_env(monkeypatch, sqlite_url, tmp_path):
-    from tasks.warehouse.engine import migrate
+    from ticketlens.adapters.warehouse.engine import migrate
 
     migrate(sqlite_url)
     seed(sqlite_url)
@@ -39,7 +39,7 @@ def test_spike_flow_survives_slack_failure_and_retries(prefect_harness, flow_env
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.spikes import spike_detection
+    from ticketlens.flows.spikes import spike_detection
 
     monkeypatch.setenv("TICKETLENS_SLACK_WEBHOOK_URL", slack.url)
     get_settings.cache_clear()
@@ -64,9 +64,9 @@ def test_overlapping_spike_run_exits_cleanly_without_alerting(prefect_harness, f
     """While another run holds the spike-detection lock, a second run opens nothing and posts nothing."""
     import sqlalchemy as sa
 
-    from flows.spikes import spike_detection
-    from tasks.runlock import run_lock
-    from tasks.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.flows.spikes import spike_detection
+    from ticketlens.tasks.runlock import run_lock
 
     monkeypatch.setenv("TICKETLENS_SLACK_WEBHOOK_URL", slack.url)
     get_settings.cache_clear()

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.alert_messages import AlertContext, blocks_text, build_message, safe_subject
-from models.spikes import (
+from ticketlens.models.alert_messages import AlertContext, blocks_text, build_message, safe_subject
+from ticketlens.models.spikes import (
     HOUR,
     Alert,
     LifecycleParams,
@@ -253,7 +253,7 @@ def _ar_gamma_counts(rng, hours: int, mu: float, alpha: float, phi: float) -> np
 
 
 def test_dispersion_is_per_category_shrunk_and_keeps_past_alert_hours():
-    from models.spikes import estimate_series_dispersion
+    from ticketlens.models.spikes import estimate_series_dispersion
 
     rng = np.random.default_rng(11)
     hours, mu = 2000, 8.0
@@ -275,7 +275,7 @@ def test_dispersion_is_per_category_shrunk_and_keeps_past_alert_hours():
 
 
 def test_window_sums_of_autocorrelated_counts_get_their_own_larger_dispersion():
-    from models.spikes import estimate_series_dispersion, window_sums
+    from ticketlens.models.spikes import estimate_series_dispersion, window_sums
 
     rng = np.random.default_rng(12)
     alpha, mu = 0.4, 5.0
@@ -289,7 +289,7 @@ def test_window_sums_of_autocorrelated_counts_get_their_own_larger_dispersion():
 
 
 def test_calibration_factor_is_one_for_a_right_model_and_fixes_a_too_small_dispersion():
-    from models.spikes import calibrate_dispersion
+    from ticketlens.models.spikes import calibrate_dispersion
 
     rng = np.random.default_rng(13)
     mu = rng.uniform(1, 10, size=(400, 20))
@@ -317,7 +317,7 @@ def test_min_count_guard_is_applied_to_the_hour_itself():
 
 def test_quiet_hours_of_realistic_counts_get_calibrated_p_values():
     """A small slice of the calibration benchmark: NB hours with per-category α, autocorrelation, drift."""
-    from helpdesk_sim.counts import CountsConfig, generate_counts
+    from ticketlens.helpdesk_sim.counts import CountsConfig, generate_counts
 
     data = generate_counts(CountsConfig(seed=3, days=30, tickets_per_day=2000, incidents=0, holidays=0))
     counts = data.counts

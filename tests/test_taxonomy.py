@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.taxonomy import load_taxonomy, parse_taxonomy
+from ticketlens.models.taxonomy import load_taxonomy, parse_taxonomy
 
 
 def test_taxonomy_shape():

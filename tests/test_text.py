@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.text import mask_pii, prepare_text, strip_html
+from ticketlens.models.text import mask_pii, prepare_text, strip_html
 
 
 @pytest.mark.parametrize("raw", [

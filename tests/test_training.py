@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from models.evaluation import classification_metrics, decide_promotion, expected_calibration_error
-from models.taxonomy import load_taxonomy
-from models.training_data import holdout_split, prepare_training_set, unseen_by_champion
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import tickets
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import tickets
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.models.evaluation import classification_metrics, decide_promotion, expected_calibration_error
+from ticketlens.models.taxonomy import load_taxonomy
+from ticketlens.models.training_data import holdout_split, prepare_training_set, unseen_by_champion
 
 from .seed import seed_warehouse
 
@@ -151,7 +151,7 @@ WEAK = {"C": 0.01, "word_max_features": 50, "char_max_features": 50}
 @pytest.mark.timeout(1200)  # four nightly-retrain runs; ~2-3 min on an idle machine
 def test_retrain_registers_promotes_only_when_better_and_logs_no_text(prefect_harness, retrain_env, sqlite_url,
                                                                        small_dataset):
-    from flows.nightly_retrain import nightly_retrain
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     with get_engine(sqlite_url).begin() as conn:  # a label outside the taxonomy must be rejected and counted
         conn.execute(sa.update(tickets).where(tickets.c.id.in_([1, 2, 3])).values(confirmed_category="legacy.queue"))
@@ -231,7 +231,7 @@ def test_retrain_registers_promotes_only_when_better_and_logs_no_text(prefect_ha
 
 
 def test_a_class_below_the_minimum_is_reported(prefect_harness, retrain_env, monkeypatch):
-    from flows.nightly_retrain import nightly_retrain
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     monkeypatch.setenv("TICKETLENS_TRAINING_MIN_EXAMPLES_PER_CLASS", "60")
     get_settings.cache_clear()
@@ -241,7 +241,7 @@ def test_a_class_below_the_minimum_is_reported(prefect_harness, retrain_env, mon
 
 
 def test_sentiment_model_that_calls_everything_negative_does_not_ship():
-    from models.sentiment import compare_sentiment
+    from ticketlens.models.sentiment import compare_sentiment
 
     comments = ["It took ages and nothing was fixed."] * 40 + ["Thanks, great help!"] * 40
     bad = [True] * 40 + [False] * 40
@@ -257,10 +257,10 @@ def test_default_profile_trains_registers_and_serves_through_the_flow(prefect_ha
     no parameters, is registered with skops-trusted custom types, and loads as ``models:/<name>@champion`` the way
     the scoring path loads it. Tiny data (fewer than the minimum recent tickets): the stratified fallback split is
     recorded in MLflow and flagged in the decision artifact."""
-    from flows.nightly_retrain import nightly_retrain
-    from models.classifier import DEFAULT_PROFILE
-    from tasks.scoring import load_classifier
-    from tasks.settings import Settings
+    from ticketlens.adapters.settings import Settings
+    from ticketlens.flows.nightly_retrain import nightly_retrain
+    from ticketlens.models.classifier import DEFAULT_PROFILE
+    from ticketlens.tasks.scoring import load_classifier
 
     tiny = generate_dataset(GeneratorConfig(seed=4, start=datetime(2026, 5, 1, tzinfo=UTC), days=4,
                                             tickets_per_day=60))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.records import FieldMap, SchemaDriftError, normalize_ratings, normalize_tickets
-from tasks.validation import ValidationFailedError, validate_batch
+from ticketlens.models.records import FieldMap, SchemaDriftError, normalize_ratings, normalize_tickets
+from ticketlens.tasks.validation import ValidationFailedError, validate_batch
 
 from .test_records import FIELDS, ticket
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from tasks.warehouse.engine import current_revision, get_engine, migrate
-from tasks.warehouse.load import (
+from ticketlens.adapters.warehouse.engine import current_revision, get_engine, migrate
+from ticketlens.adapters.warehouse.load import (
     get_stream_state,
     land_raw,
     quarantine_rows,
@@ -16,7 +16,7 @@ from tasks.warehouse.load import (
     upsert_replace,
     upsert_versioned,
 )
-from tasks.warehouse.schema import groups, metadata, quarantine, raw_records, tickets
+from ticketlens.adapters.warehouse.schema import groups, metadata, quarantine, raw_records, tickets
 
 T0 = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
 NOW = datetime(2026, 9, 1, tzinfo=UTC)
@@ -47,7 +47,7 @@ def test_migrations_are_idempotent_and_match_the_schema(warehouse_url):
     migrate(warehouse_url)  # second time: a no-op
     from alembic.script import ScriptDirectory
 
-    from tasks.warehouse.engine import alembic_config
+    from ticketlens.adapters.warehouse.engine import alembic_config
 
     assert current_revision(warehouse_url) == ScriptDirectory.from_config(alembic_config(warehouse_url)).get_current_head()
     with get_engine(warehouse_url).connect() as conn:
@@ -177,7 +177,7 @@ def _migrate_in_child(url: str, start_at: float) -> str:
     """Runs in a separate process: wait for the shared start moment, then migrate."""
     import time as _time
 
-    from tasks.warehouse.engine import migrate as _migrate
+    from ticketlens.adapters.warehouse.engine import migrate as _migrate
 
     _time.sleep(max(0.0, start_at - _time.time()))
     _migrate(url)
@@ -199,7 +199,7 @@ def test_concurrent_first_migrations_do_not_race(backend, request):
     assert results == ["ok"] * 4
     from alembic.script import ScriptDirectory
 
-    from tasks.warehouse.engine import alembic_config
+    from ticketlens.adapters.warehouse.engine import alembic_config
 
     assert current_revision(url) == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     with get_engine(url).connect() as conn:

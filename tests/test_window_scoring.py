@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from tasks.scoring import unscored_in_window
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import ticket_predictions, tickets
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import ticket_predictions, tickets
+from ticketlens.tasks.scoring import unscored_in_window
 
 H9 = datetime(2026, 11, 20, 9, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from models.windows import DAY, HOUR, WindowError, run_window, scheduled_window
+from ticketlens.models.windows import DAY, HOUR, WindowError, run_window, scheduled_window
 
 
 def utc(*args) -> datetime:
@@ -80,7 +80,7 @@ def test_flow_reads_its_window_from_the_scheduled_start_time(prefect_harness):
     from prefect.flow_engine import run_flow
     from prefect.states import Scheduled
 
-    from tasks.runtime import hourly_window
+    from ticketlens.tasks.runtime import hourly_window
 
     @flow(name="window-probe")
     def probe() -> dict:
@@ -140,7 +140,7 @@ def _kinds():
 def test_as_utc_returns_a_plain_aware_utc_datetime_for_every_kind(make, expected):
     import pandas as pd
 
-    from models.windows import as_utc
+    from ticketlens.models.windows import as_utc
 
     value = as_utc(make())
     assert type(value) is datetime and value.tzinfo is UTC and value == expected
@@ -163,7 +163,7 @@ def test_windows_from_any_kind_are_plain_utc(kind):
 
 @pytest.mark.parametrize("bad", ["yesterday", "", "2026-13-01T00:00:00Z", None, 1764583500, "NaT"])
 def test_as_utc_rejects_what_is_not_a_date_time_with_a_clear_error(bad):
-    from models.windows import as_utc
+    from ticketlens.models.windows import as_utc
 
     with pytest.raises(WindowError, match=r"date/time"):
         as_utc(bad)
@@ -172,14 +172,14 @@ def test_as_utc_rejects_what_is_not_a_date_time_with_a_clear_error(bad):
 def test_as_utc_rejects_pandas_nat():
     import pandas as pd
 
-    from models.windows import as_utc
+    from ticketlens.models.windows import as_utc
 
     with pytest.raises(WindowError, match="date/time"):
         as_utc(pd.NaT)
 
 
 def test_csat_window_from_the_prefect_runtime_start_is_aware():
-    from tasks.csat import resolve_window
+    from ticketlens.tasks.csat import resolve_window
 
     window = resolve_window(None, None, _prefect_runtime_start("2026-12-01T02:30:00+00:00"), 90)
     assert (window.start, window.end) == (utc(2026, 9, 2, 2, 30), utc(2026, 12, 1, 2, 30))
@@ -189,7 +189,7 @@ def test_csat_window_from_the_prefect_runtime_start_is_aware():
 def test_spike_counts_accept_the_prefect_runtime_start():
     import pandas as pd
 
-    from models.spikes import hourly_counts
+    from ticketlens.models.spikes import hourly_counts
 
     end = _prefect_runtime_start("2026-12-01T10:00:00+00:00")
     counts = hourly_counts(pd.DataFrame({"created_at": [utc(2026, 12, 1, 9, 30)], "category": ["a.b"]}),

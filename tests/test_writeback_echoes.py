@@ -15,12 +15,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.server import SimConfig, create_app
-from helpdesk_sim.testing import SimHandle, _wait_healthy, free_port
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import ticket_predictions
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import ticket_predictions
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.server import SimConfig, create_app
+from ticketlens.helpdesk_sim.testing import SimHandle, _wait_healthy, free_port
 
 pytestmark = pytest.mark.slow
 FIELDS = {"category": 360010, "tier": 360011}
@@ -82,9 +82,9 @@ def current_predictions(url: str) -> dict[int, datetime]:
 
 def test_write_back_echoes_are_not_rescored_or_pushed_but_real_edits_are(prefect_harness, warehouse_url, dataset,
                                                                           monkeypatch, tmp_path):
-    from flows.hourly_pipeline import hourly_pipeline
-    from flows.ingest import ingest
-    from flows.nightly_retrain import nightly_retrain
+    from ticketlens.flows.hourly_pipeline import hourly_pipeline
+    from ticketlens.flows.ingest import ingest
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     with simulator_with_state(dataset) as (sim, state):
         env = {

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import client_env, running_simulator
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.testing import client_env, running_simulator
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +37,9 @@ def _jobs(url: str) -> dict[str, int]:
 
 def test_expired_and_overdue_jobs_are_settled_by_reading_tickets_back(prefect_harness, monkeypatch, tmp_path,
                                                                        warehouse_url, dataset):
-    from flows.hourly_pipeline import hourly_pipeline
-    from flows.ingest import ingest
-    from flows.nightly_retrain import nightly_retrain
+    from ticketlens.flows.hourly_pipeline import hourly_pipeline
+    from ticketlens.flows.ingest import ingest
+    from ticketlens.flows.nightly_retrain import nightly_retrain
 
     # Jobs stay "working" however often they are polled, as a busy Zendesk job queue does; the simulator drops
     # a job status one simulated hour after the job (its documented default).

@@ -8,11 +8,11 @@ import copy
 import pandas as pd
 import pytest
 
-from models.custom_fields import single_text, value_list
-from models.ops_reports import self_selection_report
-from models.records import FieldMap, normalize_ratings, normalize_tickets
-from models.taxonomy import load_taxonomy
-from models.zendesk_via import channel_name
+from ticketlens.models.custom_fields import single_text, value_list
+from ticketlens.models.ops_reports import self_selection_report
+from ticketlens.models.records import FieldMap, normalize_ratings, normalize_tickets
+from ticketlens.models.taxonomy import load_taxonomy
+from ticketlens.models.zendesk_via import channel_name
 
 REASON, CATEGORY = 360005, 360006
 FIELDS = FieldMap(REASON, CATEGORY)
@@ -67,7 +67,7 @@ _DROP = object()
 
 def _quarantined(records, metric_sets=None):
     """Rows the validation suite would quarantine (Great Expectations, as the ingest flow runs it)."""
-    from tasks.validation import validate_batch
+    from ticketlens.tasks.validation import validate_batch
 
     frame = normalize_tickets(records, metric_sets, FIELDS)
     outcome = validate_batch("tickets", frame, max_failure_share=1.0, max_text_chars=1_000_000)
@@ -177,8 +177,8 @@ LEGACY_RATINGS = {"satisfaction_ratings": [
 
 
 def test_documented_legacy_ratings_parse_and_offered_is_not_a_rating():
-    from models.csat_drivers import score_is_bad
-    from tasks.validation import validate_batch
+    from ticketlens.models.csat_drivers import score_is_bad
+    from ticketlens.tasks.validation import validate_batch
 
     frame = normalize_ratings(LEGACY_RATINGS["satisfaction_ratings"])
     outcome = validate_batch("satisfaction_ratings", frame, max_failure_share=1.0, max_text_chars=1_000_000)
@@ -210,8 +210,8 @@ SURVEY_RESPONSES = {"meta": {"after_cursor": "MW", "before_cursor": "MQ", "has_m
 
 
 def test_documented_survey_response_parses_into_a_rating_row():
-    from models.csat_api import normalize_survey_responses, survey_response_row_id
-    from tasks.validation import validate_batch
+    from ticketlens.models.csat_api import normalize_survey_responses, survey_response_row_id
+    from ticketlens.tasks.validation import validate_batch
 
     frame = normalize_survey_responses(SURVEY_RESPONSES["survey_responses"])
     outcome = validate_batch("csat_survey_responses", frame, max_failure_share=1.0, max_text_chars=1_000_000)
@@ -229,7 +229,7 @@ def test_documented_survey_response_parses_into_a_rating_row():
                               "created_at": "2024-08-15T12:00:00.000Z", "updated_at": "2024-08-15T12:00:00.000Z"}
     frame = normalize_survey_responses([only_zrn])
     assert frame.loc[0, "ticket_id"] == 99 and frame.loc[0, "score"] == "skipped"
-    from models.csat_api import not_a_rating
+    from ticketlens.models.csat_api import not_a_rating
 
     assert not_a_rating(frame["score"]) == 1
     # Offered, not answered yet: no answers at all. Its times come from the ULID (2024-07-03), it is no rating,
@@ -245,7 +245,7 @@ def test_documented_survey_response_parses_into_a_rating_row():
 def test_client_sends_support_type_scope_and_pages_survey_responses():
     import httpx
 
-    from tasks.helpdesk import HelpdeskClient
+    from ticketlens.adapters.helpdesk import HelpdeskClient
 
     seen = []
 
@@ -273,7 +273,7 @@ def test_client_sends_support_type_scope_and_pages_survey_responses():
 def test_a_403_asks_for_an_admin_token():
     import httpx
 
-    from tasks.helpdesk import HelpdeskAuthError, HelpdeskClient
+    from ticketlens.adapters.helpdesk import HelpdeskAuthError, HelpdeskClient
 
     forbidden = {"error": "Forbidden", "description": "You do not have access to this page."}
     client = HelpdeskClient("https://acme.zendesk.test", email="a@b.c", api_token="secret-token",

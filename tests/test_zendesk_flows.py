@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from helpdesk_sim.generator import GeneratorConfig, generate_dataset
-from helpdesk_sim.testing import client_env, running_simulator
-from tasks.helpdesk import HelpdeskAuthError
-from tasks.settings import get_settings
-from tasks.warehouse.engine import get_engine
-from tasks.warehouse.schema import csat_ratings, quarantine, tickets
+from ticketlens.adapters.helpdesk import HelpdeskAuthError
+from ticketlens.adapters.settings import get_settings
+from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.schema import csat_ratings, quarantine, tickets
+from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+from ticketlens.helpdesk_sim.testing import client_env, running_simulator
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def _rows(url, *columns, where=None):
 def test_both_csat_apis_land_in_one_table(prefect_harness, monkeypatch, warehouse_url, dataset):
     """An account that switched to the current CSAT: older ratings via the legacy API, newer ones as survey
     responses. ``auto`` reads both, says so in the summary, and offered/unoffered are counted, never rated."""
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     with running_simulator(dataset, csat_api="both", offered_share=0.2) as sim:
         _configure(monkeypatch, warehouse_url, sim)
@@ -86,8 +86,8 @@ def test_both_csat_apis_land_in_one_table(prefect_harness, monkeypatch, warehous
 def test_account_without_survey_api_is_reported_not_failed(prefect_harness, monkeypatch, sqlite_url, dataset):
     """``auto`` on an account whose token may not read survey responses: legacy ratings load, the summary says
     why survey responses were skipped. Asking for survey_responses explicitly makes it an error."""
-    from flows.ingest import ingest
-    from tasks.warehouse.engine import migrate
+    from ticketlens.adapters.warehouse.engine import migrate
+    from ticketlens.flows.ingest import ingest
 
     migrate(sqlite_url)
     with running_simulator(dataset) as sim:
@@ -96,7 +96,7 @@ def test_account_without_survey_api_is_reported_not_failed(prefect_harness, monk
             result = ingest()
             assert result["csat_api"]["used"] == ["satisfaction_ratings"]
             # Now an endpoint the account does not have: point survey responses at a 404.
-            from tasks import helpdesk
+            from ticketlens.adapters import helpdesk
 
             monkeypatch.setattr(helpdesk, "SURVEY_RESPONSES_PATH", "/api/v2/guide/no_such_endpoint")
             skipped = ingest()
@@ -111,7 +111,7 @@ def test_account_without_survey_api_is_reported_not_failed(prefect_harness, monk
 
 def test_multiselect_reasons_and_via_ids_load_without_quarantine(prefect_harness, monkeypatch, warehouse_url,
                                                                  dataset):
-    from flows.ingest import ingest
+    from ticketlens.flows.ingest import ingest
 
     with running_simulator(dataset, multiselect_reasons=True, channel_ids=True) as sim:
         _configure(monkeypatch, warehouse_url, sim)
@@ -136,8 +136,8 @@ def test_multiselect_reasons_and_via_ids_load_without_quarantine(prefect_harness
 
 
 def test_an_agent_token_gets_a_403_that_asks_for_an_admin(prefect_harness, monkeypatch, sqlite_url, dataset):
-    from flows.ingest import ingest
-    from tasks.warehouse.engine import migrate
+    from ticketlens.adapters.warehouse.engine import migrate
+    from ticketlens.flows.ingest import ingest
 
     migrate(sqlite_url)
     with running_simulator(dataset, user_role="agent") as sim:

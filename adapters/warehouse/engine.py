@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
-from models.sanitize import warehouse_json_dumps
+from ticketlens.models.sanitize import warehouse_json_dumps
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 

@@ -6,7 +6,7 @@ Create Date: 2026-11-22 14:08:51.643545
 """
 from alembic import op
 import sqlalchemy as sa
-import tasks.warehouse.schema
+import ticketlens.adapters.warehouse.schema
 from sqlalchemy.dialects import postgresql
 
 revision = '0001'
@@ -24,9 +24,9 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=32), nullable=True),
     sa.Column('default_group_id', sa.BigInteger(), nullable=True),
     sa.Column('active', sa.Boolean(), nullable=True),
-    sa.Column('created_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('updated_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('extracted_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('extracted_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_agents'))
     )
     op.create_table('csat_ratings',
@@ -38,9 +38,9 @@ def upgrade() -> None:
     sa.Column('assignee_id', sa.BigInteger(), nullable=True),
     sa.Column('group_id', sa.BigInteger(), nullable=True),
     sa.Column('requester_id', sa.BigInteger(), nullable=True),
-    sa.Column('created_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('extracted_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('extracted_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('run_id', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_csat_ratings'))
     )
@@ -53,7 +53,7 @@ def upgrade() -> None:
     sa.Column('watermark', sa.BigInteger(), nullable=True),
     sa.Column('pages', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('run_id', sa.String(length=64), nullable=True),
-    sa.Column('updated_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('stream', name=op.f('pk_extraction_state'))
     )
     op.create_table('groups',
@@ -61,9 +61,9 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('is_deleted', sa.Boolean(), server_default=sa.false(), nullable=False),
-    sa.Column('created_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('updated_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('extracted_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('extracted_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_groups'))
     )
     op.create_table('quarantine',
@@ -74,7 +74,7 @@ def upgrade() -> None:
     sa.Column('payload', sa.Text(), nullable=False),
     sa.Column('failed_checks', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('run_id', sa.String(length=64), nullable=True),
-    sa.Column('quarantined_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('quarantined_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('times_seen', sa.Integer(), server_default='1', nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_quarantine')),
     sa.UniqueConstraint('stream', 'payload_sha256', name=op.f('uq_quarantine_stream_payload_sha256'))
@@ -85,7 +85,7 @@ def upgrade() -> None:
     sa.Column('record_id', sa.String(length=64), nullable=True),
     sa.Column('payload_sha256', sa.String(length=64), nullable=False),
     sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('extracted_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('extracted_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('run_id', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_raw_records')),
     sa.UniqueConstraint('stream', 'payload_sha256', name=op.f('uq_raw_records_stream_payload_sha256'))
@@ -96,14 +96,14 @@ def upgrade() -> None:
     sa.Column('type', sa.String(length=32), nullable=True),
     sa.Column('active', sa.Boolean(), nullable=True),
     sa.Column('options', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.Column('updated_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('extracted_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('extracted_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket_fields'))
     )
     op.create_table('tickets',
     sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
-    sa.Column('created_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('generated_timestamp', sa.BigInteger(), nullable=True),
     sa.Column('subject', sa.Text(), nullable=True),
     sa.Column('description', sa.Text(), nullable=True),
@@ -120,13 +120,13 @@ def upgrade() -> None:
     sa.Column('custom_fields', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('contact_reason', sa.String(length=128), nullable=True),
     sa.Column('confirmed_category', sa.String(length=128), nullable=True),
-    sa.Column('solved_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('solved_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
     sa.Column('first_reply_minutes', sa.Integer(), nullable=True),
     sa.Column('full_resolution_minutes', sa.Integer(), nullable=True),
     sa.Column('reopens', sa.Integer(), nullable=True),
     sa.Column('is_deleted', sa.Boolean(), server_default=sa.false(), nullable=False),
-    sa.Column('deleted_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('extracted_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('extracted_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('run_id', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tickets'))
     )

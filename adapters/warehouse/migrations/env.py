@@ -1,11 +1,11 @@
 """Alembic environment.
 
-Runs on a connection handed over by ``tasks.warehouse.engine.migrate``, or, from the command line (``alembic -c alembic.ini upgrade head``), on TICKETLENS_WAREHOUSE_URL via the settings object."""
+Runs on a connection handed over by ``adapters.warehouse.engine.migrate``, or, from the command line (``alembic -c alembic.ini upgrade head``), on TICKETLENS_WAREHOUSE_URL via the settings object."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool, text
 
-from tasks.warehouse.schema import metadata
+from ticketlens.adapters.warehouse.schema import metadata
 
 config = context.config
 
@@ -14,7 +14,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from tasks.settings import load_settings
+    from ticketlens.adapters.settings import load_settings
 
     return load_settings().warehouse_url
 

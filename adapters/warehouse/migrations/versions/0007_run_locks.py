@@ -6,7 +6,7 @@ Revises: 0003
 from alembic import op
 import sqlalchemy as sa
 
-from tasks.warehouse.schema import UTCDateTime
+from ticketlens.adapters.warehouse.schema import UTCDateTime
 
 revision = '0007'
 down_revision = '0005'

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.windows import as_utc
+from ticketlens.models.windows import as_utc
 
 
 class SettingsError(ValueError):

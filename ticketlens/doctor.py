@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tasks.helpdesk import (
+from ticketlens.adapters.helpdesk import (
     RATINGS_PATH,
     SURVEY_RESPONSES_PATH,
     HelpdeskAuthError,
@@ -34,7 +34,7 @@ from tasks.helpdesk import (
     HelpdeskError,
     HelpdeskNotFoundError,
 )
-from tasks.settings import Settings, SettingsError, load_settings
+from ticketlens.adapters.settings import Settings, SettingsError, load_settings
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 #: Zendesk field types that hold a contact reason / category as option values or text.

@@ -6,7 +6,7 @@ Create Date: 2026-11-22 15:50:18.508566
 """
 from alembic import op
 import sqlalchemy as sa
-import tasks.warehouse.schema
+import ticketlens.adapters.warehouse.schema
 from sqlalchemy.dialects import postgresql
 
 revision = '0002'
@@ -23,14 +23,14 @@ def upgrade() -> None:
     sa.Column('partition_key', sa.String(length=32), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('tickets', sa.Integer(), nullable=False),
-    sa.Column('finished_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('run_id', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('model_name', 'model_version', 'partition_key', name=op.f('pk_backfill_partitions'))
     )
     op.create_table('ticket_predictions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('ticket_id', sa.BigInteger(), nullable=False),
-    sa.Column('ticket_updated_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ticket_updated_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('model_name', sa.String(length=128), nullable=False),
     sa.Column('model_version', sa.String(length=32), nullable=False),
     sa.Column('category', sa.String(length=128), nullable=False),
@@ -46,7 +46,7 @@ def upgrade() -> None:
     sa.Column('routing_group', sa.String(length=64), nullable=False),
     sa.Column('auto_reply', sa.Boolean(), nullable=False),
     sa.Column('is_current', sa.Boolean(), server_default=sa.true(), nullable=False),
-    sa.Column('predicted_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('predicted_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('run_id', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket_predictions')),
     sa.UniqueConstraint('ticket_id', 'model_name', 'model_version', 'ticket_updated_at', name=op.f('uq_ticket_predictions_ticket_id_model_name_model_version_ticket_updated_at'))
@@ -56,11 +56,11 @@ def upgrade() -> None:
 
     op.create_table('writeback_jobs',
     sa.Column('job_id', sa.String(length=64), nullable=False),
-    sa.Column('submitted_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('submitted_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('ticket_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('results', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.Column('checked_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('checked_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=True),
     sa.Column('run_id', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('job_id', name=op.f('pk_writeback_jobs'))
     )
@@ -74,7 +74,7 @@ def upgrade() -> None:
     sa.Column('job_id', sa.String(length=64), nullable=True),
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('updated_at', tasks.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ticketlens.adapters.warehouse.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('ticket_id', name=op.f('pk_writeback_state'))
     )
     # ### end Alembic commands ###

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from tasks.settings import Settings
+from ticketlens.adapters.settings import Settings
 
 
 def reports_base_url(settings: Settings) -> str | None:

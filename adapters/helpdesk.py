@@ -31,7 +31,7 @@ import httpx
 from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from tasks import http_body
+from ticketlens.adapters import http_body
 
 log = logging.getLogger("ticketlens.helpdesk")
 
@@ -266,7 +266,7 @@ class HelpdeskClient:
 
     @classmethod
     def from_settings(cls, settings, **overrides) -> HelpdeskClient:
-        """Build from ``tasks.settings.Settings``; keyword overrides win (tests inject transport/sleep/clock)."""
+        """Build from ``adapters.settings.Settings``; keyword overrides win (tests inject transport/sleep/clock)."""
         base_url = overrides.pop("base_url", settings.helpdesk_base_url)
         kwargs = {
             "email": settings.helpdesk_email,
@@ -351,7 +351,7 @@ class HelpdeskClient:
                 self._export_limiter.acquire()
             self._limiter.acquire()
             try:
-                # Streamed, so the body is read under a size cap (see tasks/http_body.py) instead of whole.
+                # Streamed, so the body is read under a size cap (see adapters/http_body.py) instead of whole.
                 streamed = self._http.send(self._http.build_request(
                     method, url, params=params, json=json,
                     headers={"Authorization": self._auth_header.get_secret_value()},
@@ -380,7 +380,7 @@ class HelpdeskClient:
                 if write:
                     raise ambiguous(f"connection lost ({type(exc).__name__})") from None
                 raise _Retryable(f"connection error ({type(exc).__name__})") from None
-            self.last_headers = response.headers  # rate-limit headers for the preflight check (tasks.preflight)
+            self.last_headers = response.headers  # rate-limit headers for the preflight check (ticketlens.doctor)
             try:
                 body = self._parse(response, path, cursor_request)
                 if validate is not None:

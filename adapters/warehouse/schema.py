@@ -1,6 +1,6 @@
 """Warehouse schema: SQLAlchemy 2 Core tables, one place, with a constraint naming convention.
 
-Changes go through Alembic (``tasks/warehouse/migrations``); this module is the migration target.
+Changes go through Alembic (``adapters/warehouse/migrations``); this module is the migration target.
 Natural keys are the helpdesk ids, so every load is an idempotent upsert.
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
-from models.windows import as_utc
+from ticketlens.models.windows import as_utc
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from models.sanitize import warehouse_json_dumps
-from tasks.warehouse.schema import extraction_state, quarantine, raw_records
+from ticketlens.adapters.warehouse.schema import extraction_state, quarantine, raw_records
+from ticketlens.models.sanitize import warehouse_json_dumps
 
 
 @dataclass(frozen=True)
