@@ -9,7 +9,11 @@ names, the dataset input carries ids/labels/dates only, and the input example is
 from __future__ import annotations
 
 import importlib.metadata as md
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +25,45 @@ CHALLENGER = "challenger"
 _INIT_LOCK = threading.Lock()
 
 
+#: Distributions a registered model needs to load and predict, besides its own code (logged as code paths).
+#: ``skops``: MLflow 3 stores sklearn models in the skops format, and skops is not an MLflow dependency, so a
+#: clean environment built from the logged requirements cannot load the model without it.
+MODEL_DISTRIBUTIONS = ("scikit-learn", "numpy", "pandas", "scipy", "mlflow", "skops")
+
+
 def pip_requirements() -> list[str]:
     """What a model server needs to load the pipeline (pinned to this environment's versions)."""
     pins = []
-    for dist in ("scikit-learn", "numpy", "pandas", "scipy", "mlflow"):
+    for dist in MODEL_DISTRIBUTIONS:
         try:
             pins.append(f"{dist}=={md.version(dist)}")
         except md.PackageNotFoundError:  # pragma: no cover - always installed here
             pins.append(dist)
     return pins
+
+
+@contextmanager
+def model_code_paths() -> Iterator[list[str]]:
+    """The ``code_paths`` for ``log_model``: the Prefect-free model code, staged as the package ``ticketlens``.
+
+    Why staged: a fitted pipeline pickles its custom steps by module path (``ticketlens.models.classifier.
+    TicketTextPreparer``), and MLflow puts each code path on ``sys.path`` when it loads the model. Logging the
+    checkout's ``models/`` directory would put a top-level package called ``models`` there, which collides with
+    any other ``models`` package in the loading process. Staged as ``ticketlens/models`` with a bare
+    ``ticketlens/__init__.py``, the model imports only under the distribution's own name and loads in a clean
+    virtualenv built from its logged requirements, from any working directory. The ``models`` layer imports
+    nothing outside itself, so it is complete on its own.
+    """
+    import ticketlens.models
+
+    source = Path(ticketlens.models.__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="ticketlens-model-code-") as tmp:
+        package = Path(tmp) / "ticketlens"
+        package.mkdir()
+        (package / "__init__.py").write_text(
+            '"""TicketLens model code, logged with a registered model (see adapters/tracking.py)."""\n')
+        shutil.copytree(source, package / "models", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        yield [str(package)]
 
 
 def _artifact_uri(location: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from ticketlens.adapters.tracking import (
     CHAMPION,
     ensure_experiment,
     load_version,
+    model_code_paths,
     pip_requirements,
     set_alias,
     tag_version,
@@ -42,7 +42,6 @@ from ticketlens.models.training_data import (
 )
 
 SENTIMENT_MARGIN = 0.02  # ROC AUC the CSAT model must gain over VADER to replace it
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 class NoTrainingDataError(RuntimeError):
@@ -368,18 +367,31 @@ def log_and_register(settings: Settings, model: TrainedModel, comparison: Champi
         mlflow.log_text(excluded.getvalue(), "excluded_classes.csv")
         signature = infer_signature(INPUT_EXAMPLE, model.pipeline.predict(INPUT_EXAMPLE))
         final = model.final_pipeline if model.final_pipeline is not None else model.pipeline
-        info = mlflow.sklearn.log_model(
-            final, name="model", signature=signature, input_example=INPUT_EXAMPLE,
-            pip_requirements=pip_requirements() + encoder_requirements(model.config), code_paths=[str(MODELS_DIR)],
-            registered_model_name=settings.model_name,
-            # MLflow 3 stores sklearn models with skops (no arbitrary pickle); our custom steps are trusted.
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        )
-        version = str(info.registered_model_version)
+        version = log_classifier_model(final, model.config, settings.model_name, signature)
     set_alias(settings.mlflow_tracking_uri, settings.model_name, CHALLENGER, version)
     if sentiment_version is not None:
         set_alias(settings.mlflow_tracking_uri, settings.sentiment_model_name, CHAMPION, sentiment_version)
     return run.info.run_id, version
+
+
+def log_classifier_model(pipeline, config: ClassifierConfig, model_name: str, signature) -> str:
+    """Log a fitted classifier pipeline to the active MLflow run and register it; returns the new version.
+
+    What makes the version portable (tests/test_model_portability.py): explicit pinned requirements (no 20 s
+    inference, and a clean virtualenv built from them can load it), the model code staged under the
+    ``ticketlens`` namespace (``model_code_paths``), and the skops allow-list of our custom steps.
+    """
+    import mlflow
+
+    with model_code_paths() as code_paths:
+        info = mlflow.sklearn.log_model(
+            pipeline, name="model", signature=signature, input_example=INPUT_EXAMPLE,
+            pip_requirements=pip_requirements() + encoder_requirements(config), code_paths=code_paths,
+            registered_model_name=model_name,
+            # MLflow 3 stores sklearn models with skops (no arbitrary pickle); our custom steps are trusted.
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        )
+    return str(info.registered_model_version)
 
 
 def encoder_requirements(config: ClassifierConfig) -> list[str]:
