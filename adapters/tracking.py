@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 # MLflow 3's UI opens an experiment in the model-training view or the GenAI view by this tag.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -150,11 +151,45 @@ def version_by_alias(tracking_uri: str, model_name: str, alias: str):
     )
 
 
-def load_version(tracking_uri: str, model_name: str, version: str | int):
+def relocate_artifact_uri(uri: str, artifact_root: str | None) -> str:
+    """A registered version's artifact URI, re-rooted under today's artifact root when the store was moved.
+
+    Why: MLflow stores a local artifact location as an absolute path (``file:///old/checkout/mlartifacts/...``)
+    whatever path it was given, so a checkout (or a ``var/`` directory) moved with its ``mlflow.db`` and
+    ``mlartifacts/`` would otherwise lose every registered model. When the stored path no longer exists, the part
+    after the directory named like today's artifact root is looked up under today's root. Remote URIs and paths
+    that still exist are returned unchanged.
+    """
+    if not artifact_root or not uri.startswith("file:"):
+        return uri
+    stored = Path(unquote(urlparse(uri).path))
+    if stored.exists():
+        return uri
+    root = Path(unquote(urlparse(_artifact_uri(artifact_root)).path))
+    for i in range(len(stored.parts) - 1, -1, -1):
+        if stored.parts[i] == root.name:
+            candidate = root.joinpath(*stored.parts[i + 1:])
+            if candidate.exists():
+                return candidate.as_uri()
+    return uri
+
+
+def version_artifact_uri(tracking_uri: str, model_name: str, version: str | int,
+                         artifact_root: str | None = None) -> str:
+    """Where a registered version's files are, relocated when the local store was moved."""
+    import mlflow
+
+    uri = mlflow.MlflowClient(tracking_uri).get_model_version_download_uri(model_name, str(version))
+    return relocate_artifact_uri(uri, artifact_root)
+
+
+def load_version(tracking_uri: str, model_name: str, version: str | int, artifact_root: str | None = None):
+    """Load a registered version (``artifact_root``: today's TICKETLENS_MLFLOW_ARTIFACT_LOCATION, to find a
+    version whose local store was moved; see ``relocate_artifact_uri``)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    return mlflow.sklearn.load_model(version_artifact_uri(tracking_uri, model_name, version, artifact_root))
 
 
 def set_alias(tracking_uri: str, model_name: str, alias: str, version: str | int) -> None:

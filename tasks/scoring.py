@@ -7,6 +7,7 @@ and a promotion is picked up on the next run. No champion → a clear error, nev
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ticketlens.adapters.tracking import (
     describe_tracking_uri,
     load_version,
     scrub_uri,
+    version_artifact_uri,
     version_by_alias,
 )
 from ticketlens.adapters.warehouse.engine import get_engine
@@ -93,11 +95,14 @@ def load_registered(settings: Settings, name: str, version: str):
     if path is not None and (path / "MLmodel").exists():
         return mlflow.sklearn.load_model(str(path))
     try:
-        model = load_version(settings.mlflow_tracking_uri, name, version)
+        model = load_version(settings.mlflow_tracking_uri, name, version, settings.mlflow_artifact_location)
         if path is not None:
             staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=_ensure_dir(path.parent)))
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
-            staging.rename(path)  # atomic: a cache entry is complete or absent
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=version_artifact_uri(settings.mlflow_tracking_uri, name, version,
+                                                  settings.mlflow_artifact_location), dst_path=str(staging))
+            Path(local).rename(path)  # atomic: a cache entry is complete or absent
+            shutil.rmtree(staging, ignore_errors=True)  # the download lands in staging/<last path part>
     except RegistryUnavailableError:
         raise
     except Exception as exc:

@@ -224,7 +224,8 @@ def score_champion(settings: Settings, model: TrainedModel) -> ChampionCompariso
     if fair.empty:
         comparison.champion = {"holdout_rows": 0.0}
         return comparison
-    champion = load_version(settings.mlflow_tracking_uri, settings.model_name, version.version)
+    champion = load_version(settings.mlflow_tracking_uri, settings.model_name, version.version,
+                            settings.mlflow_artifact_location)
     threshold = settings.auto_route_threshold
     proba = champion.predict_proba(fair[["subject", "description"]])
     comparison.champion = classification_metrics(fair["label"], proba, champion.classes_, threshold=threshold)
