@@ -7,10 +7,12 @@ Why: docs that drift are worse than none. These checks are cheap (no Prefect, no
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
@@ -70,7 +72,7 @@ def _assert_variable_sets_field(model: type[BaseSettings], row: docgen.SettingDo
 
 def _clean_env(monkeypatch, tmp_path, prefixes: tuple[str, ...]) -> None:
     monkeypatch.chdir(tmp_path)  # no .env file of the checkout
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.upper().startswith(prefixes):
             monkeypatch.delenv(name)
 
@@ -276,3 +278,25 @@ def test_paths_modules_and_tests_named_exist(page):
             if name not in test_files:
                 problems.append(f"test file {name}")
     assert not problems, f"{_rel(page)} names things that do not exist: " + "; ".join(sorted(set(problems)))
+
+
+def test_every_deployment_has_a_flow_page_with_its_schedule():
+    """One page per deployment in prefect.yaml, naming its cron (or saying it has none); the README too."""
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    problems = []
+    for deployment in deployments:
+        page = ROOT / "docs" / "flows" / f"{deployment['name']}.md"
+        if not page.exists():
+            problems.append(f"no page docs/flows/{deployment['name']}.md")
+            continue
+        text = page.read_text(encoding="utf-8")
+        crons = [s["cron"] for s in deployment.get("schedules") or [] if "cron" in s]
+        for cron in crons:
+            if f"`{cron}`" not in text:
+                problems.append(f"{page.name} does not name its schedule `{cron}`")
+            if cron not in readme:
+                problems.append(f"README.md does not name the schedule {cron} of {deployment['name']}")
+        if not crons and not re.search(r"unscheduled|no schedule", text, re.I):
+            problems.append(f"{page.name} does not say that {deployment['name']} has no schedule")
+    assert not problems, "; ".join(problems)
