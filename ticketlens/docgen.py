@@ -4,7 +4,9 @@ Why generated: the settings model (``ticketlens.adapters.settings.Settings``) is
 defined, typed, defaulted and described. A hand-written table drifts from it; this page cannot, because
 ``tests/test_docs.py`` regenerates it and fails when the committed file differs ("run make docs").
 
-The walk follows pydantic-settings' own naming rules, so the page shows the variable a deployment really sets:
+When the settings module defines ``env_name(*path)`` (the variable of a setting, e.g. ``env_name("spike",
+"min_count")``), that function names every variable: the settings module owns its naming, including any flat
+aliases it maps onto nested groups. Otherwise the walk follows pydantic-settings' own naming rules:
 
 - a plain field is ``<env_prefix><field name>`` (or its validation alias, which takes no prefix unless the model's
   ``env_prefix_target`` says so), upper-cased unless the model is case-sensitive;
@@ -13,6 +15,8 @@ The walk follows pydantic-settings' own naming rules, so the page shows the vari
 - a nested plain ``BaseModel`` is reached through the parent's ``env_nested_delimiter``
   (``TICKETLENS_SPIKE__FDR``); without a delimiter it can only be set as one JSON object in the parent's variable,
   and the page says so.
+
+Either way ``tests/test_docs.py`` sets every documented variable and checks that it reaches its field.
 
 Prefect-free and side-effect free: it reads class definitions only (no ``Settings()`` instance, so neither the
 environment nor ``.env`` can change the page).
@@ -28,7 +32,7 @@ import json
 import sys
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -82,6 +86,7 @@ class Section:
     title: str
     intro: str
     rows: list[SettingDoc] = field(default_factory=list)
+    json_var: str | None = None  # the one variable holding this sub-model as JSON (no nested delimiter)
     children: list[Section] = field(default_factory=list)
 
     def walk_rows(self) -> Iterator[SettingDoc]:
@@ -137,13 +142,35 @@ def _first_line(text: str | None) -> str:
     return " ".join((text or "").strip().split("\n\n")[0].split())
 
 
-def build_sections(root: type[BaseSettings]) -> Section:
-    """Walk the settings model (recursively through nested sub-models) into sections of rows."""
+EnvName = Callable[..., str]
+
+
+def build_sections(root: type[BaseSettings], env_name: EnvName | None = None) -> Section:
+    """Walk the settings model (recursively through nested sub-models) into sections of rows.
+
+    ``env_name(*path)``, when given, names each leaf setting's variable instead of the walk's rules.
+    """
     config = dict(root.model_config)
     section = Section(title="Settings", intro=_first_line(root.__doc__))
     _walk(root, config, prefix=config.get("env_prefix", ""), delimiter=config.get("env_nested_delimiter"),
           path=(), json_var=None, section=section, defaults=None)
+    if env_name is not None:
+        _rename(section, env_name)
     return section
+
+
+def _rename(section: Section, env_name: EnvName) -> None:
+    section.rows = [SettingDoc(env=env_name(*row.path), type=row.type, default=row.default,
+                               description=row.description, path=row.path) for row in section.rows]
+    for child in section.children:
+        _rename(child, env_name)
+
+
+def project_settings() -> tuple[type[BaseSettings], EnvName | None]:
+    """TicketLens's settings class and its ``env_name`` naming function, if the module defines one."""
+    from ticketlens.adapters import settings as module
+
+    return module.Settings, getattr(module, "env_name", None)
 
 
 def _walk(model: type[BaseModel], config: dict, prefix: str, delimiter: str | None, path: tuple[str, ...],
@@ -179,8 +206,7 @@ def _walk(model: type[BaseModel], config: dict, prefix: str, delimiter: str | No
                 _walk(sub, sub_config, prefix="", delimiter=None, path=here, json_var=inner,
                       section=child, defaults=sub_defaults)
                 if json_var is None:
-                    child.intro = (child.intro + " " if child.intro else "") + (
-                        f"Set these as one JSON object in `{env}` (keys below).")
+                    child.json_var = env
             section.children.append(child)
             continue
         row_env, json_key = env, None
@@ -289,18 +315,19 @@ def _render_section(section: Section, level: int, lines: list[str]) -> None:
         lines.append("")
     for child in section.children:
         lines += [f"{'#' * min(level + 1, 6)} {child.title}", ""]
-        if child.intro:
-            lines += [child.intro, ""]
+        intro = child.intro
+        if child.json_var and any(row.json_key for row in child.walk_rows()):
+            intro = (intro + " " if intro else "") + f"Set these as one JSON object in `{child.json_var}` (keys below)."
+        if intro:
+            lines += [intro, ""]
         _render_section(child, level + 1, lines)
 
 
-def render(root: type[BaseSettings] | None = None) -> str:
+def render(root: type[BaseSettings] | None = None, env_name: EnvName | None = None) -> str:
     """The whole page as text (deterministic: depends only on the settings classes)."""
     if root is None:
-        from ticketlens.adapters.settings import Settings
-
-        root = Settings
-    section = build_sections(root)
+        root, env_name = project_settings()
+    section = build_sections(root, env_name)
     lines = [HEADER]
     if section.rows:
         lines += ["## General", ""] if section.children else ["## Variables", ""]
@@ -308,14 +335,12 @@ def render(root: type[BaseSettings] | None = None) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def undocumented(root: type[BaseSettings] | None = None) -> list[str]:
+def undocumented(root: type[BaseSettings] | None = None, env_name: EnvName | None = None) -> list[str]:
     """Variables whose field has no description (the page shows '—' for them)."""
     if root is None:
-        from ticketlens.adapters.settings import Settings
-
-        root = Settings
+        root, env_name = project_settings()
     return [row.env + (f" → {row.json_key}" if row.json_key else "")
-            for row in build_sections(root).walk_rows() if not row.description]
+            for row in build_sections(root, env_name).walk_rows() if not row.description]
 
 
 def main(argv: list[str] | None = None) -> int:
