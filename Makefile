@@ -30,6 +30,11 @@ lint: install
 check-helpdesk: install
 	$(UV) run ticketlens doctor $(ARGS)
 
+## Regenerate docs/configuration.md from the settings' field descriptions (tests/test_docs.py fails when it is stale).
+.PHONY: docs
+docs: install
+	$(UV) run python -m ticketlens.docgen
+
 ## Benchmarks (print results tables).
 bench: install
 	$(UV) run python -m bench.ingest_bench
