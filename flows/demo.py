@@ -170,6 +170,9 @@ def use_local_prefect_home() -> str | None:
     home = PREFECT_HOME.resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(home))
+    # The demo's Prefect server starts in a subprocess on the first flow; Prefect waits 20 s for it, which a busy
+    # 2-core machine can exceed (seen: the demo failing at ingest with "Timed out while attempting to connect").
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     return os.environ["PREFECT_HOME"]
 
 
