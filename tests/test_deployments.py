@@ -146,6 +146,17 @@ def scheduler_runs(client, deployments: dict, timeout: float, log: Path) -> dict
         time.sleep(2)
 
 
+def expected_hourly(category: str, tickets_per_day: int, hour: datetime) -> float:
+    """The simulator's expected tickets of ``category`` in the hour starting at ``hour`` (its daily and weekly
+    cycle and the category's share), to size a planted incident independent of the time the test runs."""
+    from ticketlens.helpdesk_sim.generator import HOURLY, WEEKLY
+    from ticketlens.models.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    share = taxonomy.categories[category].base_share / sum(taxonomy.categories[k].base_share for k in taxonomy.leaves)
+    return tickets_per_day / 24 * HOURLY[hour.hour] * WEEKLY[hour.weekday()] * share
+
+
 def pick_runs(client, upcoming: dict, clear: timedelta) -> dict:
     """Per deployment, the first scheduler-created run due after now + ``clear``; cancel those due sooner.
 
@@ -232,8 +243,12 @@ def test_scheduler_creates_runs_and_scheduled_runs_complete_against_the_live_sim
             window_start = window_end - timedelta(hours=1)
 
             # 3. The helpdesk lives at the hourly slot; an incident fills the hour that run owns.
+            # Sized for the hour it lands in: at 03:00 UTC the category expects ~0.14 tickets, at noon ~0.6, so a
+            # fixed multiplier would leave the night-time incident under the 5-ticket paging guard (the test then
+            # failed whenever it ran between about 23:00 and 06:00 UTC). ~20 extra tickets at any hour.
             incident = Incident(id="e2e-incident", category=INCIDENT_CATEGORY, start=int(window_start.timestamp()),
-                                end=int(window_end.timestamp()), multiplier=25.0)
+                                end=int(window_end.timestamp()),
+                                multiplier=max(25.0, 20.0 / expected_hourly(INCIDENT_CATEGORY, 140, window_start)))
             live = LiveConfig(seed=23, history_days=21, tickets_per_day=140, incidents_per_day=0,
                               incident_plan=(incident,), generator={"csat_share": 0.5})
             with running_live_simulator(live, clock=int(slot.timestamp()) + 60) as sim:
