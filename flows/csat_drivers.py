@@ -7,6 +7,9 @@ prepare-warehouse → load-rated-tickets, load-window-tickets, load-agent-and-te
   → write-csat-reports (warehouse) → draw-csat-charts (PNG) → publish-csat-artifacts
 ```
 
+Charts and artifact text are built by ``models.reporting.csat`` after the warehouse write has committed. A
+completed run returns a ``CsatDriversResult``.
+
 The window defaults to the ``TICKETLENS_CSAT_WINDOW_DAYS`` days before the run's scheduled start; pass
 ``start``/``end`` (UTC) to analyse any period. Re-running a period replaces its report rows.
 """

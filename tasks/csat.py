@@ -1,7 +1,7 @@
 """Tasks of the ``csat-drivers`` flow: read the window, analyse, classify reasons, ops reports, write, publish.
 
-The maths lives in ``models.csat_drivers``, ``models.csat_reasons`` and ``models.ops_reports``; these tasks do
-the I/O around it. Nothing that leaves the warehouse carries customer text: artifacts, charts and tables hold
+The maths lives in ``models.csat_drivers``, ``models.csat_reasons`` and ``models.ops_reports``, the charts and
+artifact text in ``models.reporting.csat``; these tasks do the I/O around them. Nothing that leaves the warehouse carries customer text: artifacts, charts and tables hold
 counts, rates, category keys, agent and team names — never a comment.
 """
 
