@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +49,53 @@ def planted_key(driver: dict) -> tuple[str, str]:
     raise ValueError(f"unknown planted driver kind {kind!r}")
 
 
-def run_one(seed: int, days: int, per_day: int, plant: bool, config: DriverConfig) -> dict:
+Key = tuple[str, str]  # (factor, level) of a driver
+
+
+@dataclass
+class GeneratorRun:
+    """One generator dataset analysed: what was planted, found, missed and reported besides."""
+
+    seed: int
+    plant: bool
+    ratings: int
+    by_reported: int  # effects significant under Benjamini-Yekutieli (from the same p-values)
+    bad_rate: float
+    tested: int
+    planted: int
+    found: list[Key]  # planted drivers reported with the planted sign
+    missed: list[Key]
+    extra: list[Key]  # reported (BH) but not planted
+    unexplained: list[Key]  # extra findings that no planted agent explains
+    direction: dict[Key, str]
+    seconds: float
+    dataset: Any = field(default=None, repr=False)  # kept for the reason-classifier accuracy (planted data only)
+
+
+@dataclass
+class Procedure:
+    """One FDR procedure's verdict on a one-bad-agent frame."""
+
+    found: bool  # the bad agent reported worse
+    false: int  # reported effects that are neither the bad agent nor its team being worse
+    reported: int
+
+
+@dataclass
+class AgentCase:
+    """One one-bad-agent frame analysed, judged by both procedures."""
+
+    seed: int
+    agents: int
+    ratings: int
+    tested: int
+    seconds: float
+    bh: Procedure
+    by: Procedure
+    agent_p: float  # the bad agent's own p-value (NaN when no agent is bad)
+
+
+def run_one(seed: int, days: int, per_day: int, plant: bool, config: DriverConfig) -> GeneratorRun:
     dataset = generate_dataset(GeneratorConfig(seed=seed, start=datetime(2026, 5, 1, tzinfo=UTC), days=days,
                                                tickets_per_day=per_day, plant_csat_drivers=plant))
     frame = prepare_ratings(rating_frame(dataset), agent_names(dataset), group_names(dataset))
@@ -72,9 +120,9 @@ def run_one(seed: int, days: int, per_day: int, plant: bool, config: DriverConfi
         (k[1] in bad_agent_groups) == (reported[k].log_odds > 0)))]
     by = report.effects[_flat_fdr(report.effects["p_value"].to_numpy(), "by") <= config.fdr] \
         if len(report.effects) else report.effects
-    return {"seed": seed, "plant": plant, "ratings": report.ratings, "by_reported": len(by), "bad_rate": report.bad_rate,
-            "tested": len(report.effects), "planted": len(planted), "found": found, "missed": missed,
-            "extra": extra, "unexplained": unexplained, "direction": {k: v.direction for k, v in reported.items()}, "seconds": seconds, "dataset": dataset}
+    return GeneratorRun(seed, plant, report.ratings, len(by), report.bad_rate, len(report.effects), len(planted),
+                        found, missed, extra, unexplained, {k: v.direction for k, v in reported.items()}, seconds,
+                        dataset)
 
 
 def reason_accuracy(datasets) -> tuple[int, float]:
@@ -99,7 +147,7 @@ def seeds_of(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
-def run_agent_case(seed: int, agents: int, bad: bool, config: DriverConfig) -> dict:
+def run_agent_case(seed: int, agents: int, bad: bool, config: DriverConfig) -> AgentCase:
     raw, bad_agent = one_bad_agent_ratings(seed, agents=agents, bad_agent_rate=0.7 if bad else None)
     frame = prepare_ratings(raw)
     t0 = time.perf_counter()
@@ -107,7 +155,7 @@ def run_agent_case(seed: int, agents: int, bad: bool, config: DriverConfig) -> d
     seconds = time.perf_counter() - t0
     effects = report.effects
     q_by = _flat_fdr(effects["p_value"].to_numpy(), "by")
-    out = {"seed": seed, "agents": agents, "ratings": report.ratings, "tested": len(effects), "seconds": seconds}
+    verdicts = {}
     for name, sig in (("bh", effects["significant"].to_numpy(bool)), ("by", q_by <= config.fdr)):
         hit = sig & (effects["factor"] == "agent").to_numpy() & (effects["level"] == str(bad_agent)).to_numpy() \
             & (effects["direction"] == "worse").to_numpy()
@@ -115,12 +163,10 @@ def run_agent_case(seed: int, agents: int, bad: bool, config: DriverConfig) -> d
         bad_team = str(FIRST_GROUP_ID + (int(bad_agent) - FIRST_AGENT_ID) // 8) if bad_agent else ""
         true_team = ((effects["factor"] == "team") & (effects["direction"] == "worse")
                      & (effects["level"] == bad_team)).to_numpy()
-        out[f"{name}_found"] = bool(hit.any())
-        out[f"{name}_false"] = int((sig & ~hit & ~true_team).sum())
-        out[f"{name}_reported"] = int(sig.sum())
+        verdicts[name] = Procedure(bool(hit.any()), int((sig & ~hit & ~true_team).sum()), int(sig.sum()))
     row = effects[(effects["factor"] == "agent") & (effects["level"] == str(bad_agent))]
-    out["agent_p"] = float(row["p_value"].iloc[0]) if len(row) else float("nan")
-    return out
+    agent_p = float(row["p_value"].iloc[0]) if len(row) else float("nan")
+    return AgentCase(seed, agents, report.ratings, len(effects), seconds, verdicts["bh"], verdicts["by"], agent_p)
 
 
 def agent_table(args, config: DriverConfig) -> None:
@@ -135,13 +181,13 @@ def agent_table(args, config: DriverConfig) -> None:
         for bad in (True, False):
             rows = [run_agent_case(seed, agents, bad, config) for seed in seeds]
             n = len(rows)
-            found = (f"{sum(r['bh_found'] for r in rows)}/{n}", f"**{sum(r['by_found'] for r in rows)}/{n}**") \
+            found = (f"{sum(r.bh.found for r in rows)}/{n}", f"**{sum(r.by.found for r in rows)}/{n}**") \
                 if bad else ("–", "–")
-            gate = f"{np.median([r['agent_p'] for r in rows]):.1e}" if bad else "–"
-            print(f"| {agents} | {'yes' if bad else 'no (null)'} | {int(np.median([r['ratings'] for r in rows])):,} "
-                  f"| {int(np.median([r['tested'] for r in rows]))} | {found[0]} | {found[1]} "
-                  f"| {sum(r['bh_false'] > 0 for r in rows)}/{n} | {sum(r['by_false'] > 0 for r in rows)}/{n} "
-                  f"| {gate} | {np.median([r['seconds'] for r in rows]):.1f} s |", flush=True)
+            gate = f"{np.median([r.agent_p for r in rows]):.1e}" if bad else "–"
+            print(f"| {agents} | {'yes' if bad else 'no (null)'} | {int(np.median([r.ratings for r in rows])):,} "
+                  f"| {int(np.median([r.tested for r in rows]))} | {found[0]} | {found[1]} "
+                  f"| {sum(r.bh.false > 0 for r in rows)}/{n} | {sum(r.by.false > 0 for r in rows)}/{n} "
+                  f"| {gate} | {np.median([r.seconds for r in rows]):.1f} s |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,28 +223,29 @@ def main(argv: list[str] | None = None) -> int:
                       "other reported (BH) | reported with BY | fit |")
                 print("|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
                 header = True
-            other = ", ".join(f"{f} {lvl} {r['direction'][(f, lvl)]}" + (
-                "" if (f, lvl) in r["unexplained"] else " (explained by planted agents)")
-                for f, lvl in r["extra"]) or "none"
-            print(f"| {'planted' if r['plant'] else 'no drivers'} | {r['seed']} | {r['ratings']:,} | "
-                  f"{r['bad_rate']:.1%} | {r['tested']} | {r['planted']} | {len(r['found'])} | "
-                  f"{', '.join(f'{f} {lvl}' for f, lvl in r['missed']) or '–'} | {other} | {r['by_reported']} "
-                  f"| {r['seconds']:.1f} s |", flush=True)
-            r.pop("dataset") if not plant else None
+            other = ", ".join(f"{f} {lvl} {r.direction[(f, lvl)]}" + (
+                "" if (f, lvl) in r.unexplained else " (explained by planted agents)")
+                for f, lvl in r.extra) or "none"
+            print(f"| {'planted' if r.plant else 'no drivers'} | {r.seed} | {r.ratings:,} | "
+                  f"{r.bad_rate:.1%} | {r.tested} | {r.planted} | {len(r.found)} | "
+                  f"{', '.join(f'{f} {lvl}' for f, lvl in r.missed) or '–'} | {other} | {r.by_reported} "
+                  f"| {r.seconds:.1f} s |", flush=True)
+            if not plant:
+                r.dataset = None  # only planted datasets are needed later; null ones would hold memory
     if not results:
         return 0
-    if any(r["plant"] for r in results):
-        n, accuracy = reason_accuracy([r["dataset"] for r in results if "dataset" in r])
+    if any(r.plant for r in results):
+        n, accuracy = reason_accuracy([r.dataset for r in results if r.dataset is not None])
         print(f"\nReason classifier (seed labels only) on {n:,} generated bad-rating comments: accuracy {accuracy:.1%}")
-    planted = [r for r in results if r["plant"]]
-    nulls = [r for r in results if not r["plant"]]
+    planted = [r for r in results if r.plant]
+    nulls = [r for r in results if not r.plant]
     if planted:
-        print(f"planted drivers found with the right sign: {sum(len(r['found']) for r in planted)} of "
-              f"{sum(r['planted'] for r in planted)}; unexplained extra findings on planted data: "
-              f"{sum(len(r['unexplained']) for r in planted)}")
+        print(f"planted drivers found with the right sign: {sum(len(r.found) for r in planted)} of "
+              f"{sum(r.planted for r in planted)}; unexplained extra findings on planted data: "
+              f"{sum(len(r.unexplained) for r in planted)}")
     if nulls:
         print(f"datasets without planted drivers with any reported effect (either direction): BH "
-              f"{sum(bool(r['extra']) for r in nulls)} of {len(nulls)}, BY {sum(r['by_reported'] > 0 for r in nulls)} "
+              f"{sum(bool(r.extra) for r in nulls)} of {len(nulls)}, BY {sum(r.by_reported > 0 for r in nulls)} "
               f"of {len(nulls)} (goal ≤ 5 %)")
     return 0
 

@@ -377,11 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     stage = Stage(5, "csat-drivers over the month: what drives bad ratings", quiet=quiet)
     with stage.run():
         report = stage.call(csat_drivers, start=DEMO_START, end=DEMO_START + timedelta(days=31))
-    if report.get("skipped"):
+    if isinstance(report, dict):  # a run that did not complete: skipped for the run lock (stage.call said so)
         raise SystemExit("Another csat-drivers run holds the warehouse run lock; wait for it and run again.")
-    stage.done(f"{report['ratings']:,} ratings ({report['bad']} bad): {len(report['driver_lines'])} driver(s) at "
+    stage.done(f"{report.ratings:,} ratings ({report.bad} bad): {len(report.driver_lines)} driver(s) at "
                f"FDR {settings.csat_fdr}")
-    for line in report["driver_lines"][:5]:
+    for line in report.driver_lines[:5]:
         stage.detail(f"  {line}")
 
     checkpoint_warehouse(url)

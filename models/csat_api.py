@@ -26,7 +26,15 @@ from typing import Any
 
 import pandas as pd
 
-from ticketlens.models.records import _as_int, _as_text, _as_timestamp, _dedupe_exact, _frame, _int_columns
+from ticketlens.models.records import (
+    _as_int,
+    _as_text,
+    _as_timestamp,
+    _frame,
+    _int_columns,
+    distinct_records,
+    finish_row,
+)
 
 LEGACY = "satisfaction_ratings"
 SURVEY = "survey_responses"
@@ -92,15 +100,10 @@ def _comment(answers: Sequence[Any]) -> Any:
 
 def normalize_survey_responses(records: Sequence[Any]) -> pd.DataFrame:
     """CSAT survey responses → ``csat_ratings``-shaped rows (plus ``_`` columns for validation/quarantine)."""
-    kept, payloads, hashes = _dedupe_exact(records)
     present: set[str] = set()
     rows = []
-    for pos, (rec, payload, digest) in enumerate(zip(kept, payloads, hashes, strict=True)):
-        errors: list[str] = []
-        if not isinstance(rec, Mapping):
-            rec, errors = {}, ["record"]
-        row: dict[str, Any] = {"_row": pos, "_payload": payload, "_sha256": digest, "source": SURVEY,
-                               "assignee_id": None, "group_id": None, "reason": None}
+    for rec, row, errors in distinct_records(records):
+        row.update(source=SURVEY, assignee_id=None, group_id=None, reason=None)
         source_id = rec.get("id")
         if isinstance(source_id, str) and source_id.strip():
             row["source_id"] = source_id.strip()[:64]
@@ -142,9 +145,7 @@ def normalize_survey_responses(records: Sequence[Any]) -> pd.DataFrame:
         for name in ("id", "ticket_id", "score", "created_at", "updated_at"):
             if row.get(name) is not None:
                 present.add(name)
-        row["_record_id"] = row["source_id"]
-        row["_type_errors"] = ",".join(errors) or None
-        rows.append(row)
+        rows.append(finish_row(row, row["source_id"], errors))
     frame = _frame(rows, SURVEY_COLUMNS, present | {"id", "ticket_id", "score", "created_at", "updated_at"},
                    ("id", "ticket_id", "score", "created_at", "updated_at"))
     return _int_columns(frame, ("id", "ticket_id", "rating", "requester_id", "assignee_id", "group_id"))

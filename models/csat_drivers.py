@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,6 +94,16 @@ class DriverReport:
     def protective(self) -> pd.DataFrame:
         better = self.effects[self.effects["significant"] & (self.effects["direction"] == "better")]
         return better.sort_values("log_odds").reset_index(drop=True)
+
+
+@dataclass
+class DriverAnalysis:
+    """What the ``analyse-csat-drivers`` task hands on to the reason, report, write and chart steps."""
+
+    frame: pd.DataFrame  # the prepared ratings (``prepare_ratings``)
+    report: DriverReport
+    trends: pd.DataFrame  # weekly bad-rate of the top drivers and of all ratings (``weekly_trends``)
+    unscored: int  # rated tickets without a prediction yet (their agent-confirmed category was used)
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -404,60 +415,101 @@ def _flat_fdr(pvalues: np.ndarray, method: str = "bh") -> np.ndarray:
 def analyse_drivers(frame: pd.DataFrame, config: DriverConfig | None = None) -> DriverReport:
     """Segment bad-rates, adjusted effects with FDR control, and the ranked drivers. ``frame`` from
     ``prepare_ratings``."""
-    from statsmodels.stats.multitest import multipletests
-
     c = config or DriverConfig()
-    notes: list[str] = []
     n, n_bad = len(frame), int(frame["bad"].sum()) if len(frame) else 0
     segments = all_segment_rates(frame, interval=c.interval) if n else pd.DataFrame()
     empty = pd.DataFrame(columns=DRIVER_COLUMNS)
     if n < 2 * c.min_segment_ratings or n_bad == 0 or n_bad == n:
-        notes.append(f"{n} ratings ({n_bad} bad): too few, or no variation, to fit the driver model")
+        notes = [f"{n} ratings ({n_bad} bad): too few, or no variation, to fit the driver model"]
         return DriverReport(n, n_bad, n_bad / n if n else float("nan"), segments, empty, notes)
+    fitted = _fit_effects(frame, c)
+    if fitted.effects.empty:
+        fitted.notes.append("no factor has two levels with enough ratings to compare")
+        return DriverReport(n, n_bad, n_bad / n, segments, empty, fitted.notes)
+    effects = _with_tests(fitted.effects, fitted.factor_p, c)
+    effects = _ranked(_with_rates(effects, segments))
+    return DriverReport(n, n_bad, n_bad / n, segments, effects[DRIVER_COLUMNS], fitted.notes)
 
-    rows = []
+
+@dataclass
+class _Fitted:
+    effects: pd.DataFrame  # one row per tested level: log-odds, se, excess bad, n, bad (no p-values yet)
+    factor_p: dict[str, float]  # factor → p of its test as a whole (shown next to its levels, selects nothing)
+    notes: list[str]
+
+
+def _fit_effects(frame: pd.DataFrame, c: DriverConfig) -> _Fitted:
+    """Agent-level effects from the model with agent, team effects from the same model with team in its place
+    (agents are nested in teams), and a whole-factor test per factor."""
     y = frame["bad"].to_numpy(float)
     agent_design = _design(frame, CATEGORICAL, CONTINUOUS, c.min_segment_ratings)
     agent_fit = _fit(frame, agent_design, c.prior_ratings)
-    full_ll = _loglik(agent_design, agent_fit, y)
-    notes += _input_notes(frame, agent_design)
-    rows += _effect_rows(frame, agent_design, agent_fit, CATEGORICAL, CONTINUOUS)
-    # Stage 1 of the test: is the factor as a whole associated with bad ratings? Likelihood-ratio test of the
-    # model without it (on the real ratings; the pseudo-ratings of the prior are left out of the likelihood).
+    notes = _input_notes(frame, agent_design)
+    rows = _effect_rows(frame, agent_design, agent_fit, CATEGORICAL, CONTINUOUS)
+    factor_p, without_agent = _factor_tests(frame, agent_design, agent_fit, y, c)
+    factor_p.update(_continuous_p(agent_design, agent_fit))
+    rows += _team_effects(frame, y, c, factor_p, without_agent)
+    if not agent_fit.converged:
+        notes.append("the logistic regression did not converge; effects are approximate")
+    return _Fitted(pd.DataFrame(rows), factor_p, notes)
+
+
+def _factor_tests(frame: pd.DataFrame, design: _Design, fit, y: np.ndarray,
+                  c: DriverConfig) -> tuple[dict[str, float], tuple[_Design, Any] | None]:
+    """Is each categorical factor as a whole associated with bad ratings? Likelihood-ratio test of the model
+    without it (on the real ratings; the pseudo-ratings of the prior are left out of the likelihood). Also
+    returns the model without agent, which the team test reuses."""
     factor_p: dict[str, float] = {}
-    reduced_without_agent = None
-    for f in agent_design.factor_levels if c.factor_tests else ():
+    without_agent = None
+    full_ll = _loglik(design, fit, y)
+    for f in design.factor_levels if c.factor_tests else ():
         reduced = _design(frame, [g for g in CATEGORICAL if g != f], CONTINUOUS, c.min_segment_ratings)
         reduced_fit = _fit(frame, reduced, c.prior_ratings)
         if f == "agent":
-            reduced_without_agent = (reduced, reduced_fit)
-        df = agent_design.factor_slices[f].stop - agent_design.factor_slices[f].start
+            without_agent = (reduced, reduced_fit)
+        df = design.factor_slices[f].stop - design.factor_slices[f].start
         lr = max(0.0, 2 * (full_ll - _loglik(reduced, reduced_fit, y)))
         factor_p[f] = float(stats.chi2.sf(lr, df))
-    for name, (j, _) in agent_design.continuous.items():
-        se = float(np.sqrt(np.asarray(agent_fit.cov_params())[j, j]))
-        factor_p[name] = float(2 * stats.norm.sf(abs(float(np.asarray(agent_fit.params)[j]) / se)))
-    team_factors = ("category", "team", "channel", "sentiment")
-    team_design = _design(frame, team_factors, CONTINUOUS, c.min_segment_ratings)
-    if "team" in team_design.factor_levels:
-        team_fit = _fit(frame, team_design, c.prior_ratings)
-        rows += _effect_rows(frame, team_design, team_fit, ("team",), ())
-        if reduced_without_agent is None and c.factor_tests:
+    return factor_p, without_agent
+
+
+def _continuous_p(design: _Design, fit) -> dict[str, float]:
+    """A continuous input is one coefficient: its whole-factor test is its Wald test."""
+    out = {}
+    for name, (j, _) in design.continuous.items():
+        se = float(np.sqrt(np.asarray(fit.cov_params())[j, j]))
+        out[name] = float(2 * stats.norm.sf(abs(float(np.asarray(fit.params)[j]) / se)))
+    return out
+
+
+def _team_effects(frame: pd.DataFrame, y: np.ndarray, c: DriverConfig, factor_p: dict[str, float],
+                  without_agent: tuple[_Design, Any] | None) -> list[dict]:
+    """Team effects from the model with team in place of agent; with factor tests on, the team's
+    likelihood-ratio test against the model without agent goes into ``factor_p``."""
+    team_design = _design(frame, ("category", "team", "channel", "sentiment"), CONTINUOUS, c.min_segment_ratings)
+    if "team" not in team_design.factor_levels:
+        return []
+    team_fit = _fit(frame, team_design, c.prior_ratings)
+    rows = _effect_rows(frame, team_design, team_fit, ("team",), ())
+    if c.factor_tests:
+        if without_agent is None:
             base = _design(frame, [g for g in CATEGORICAL if g != "agent"], CONTINUOUS, c.min_segment_ratings)
-            reduced_without_agent = (base, _fit(frame, base, c.prior_ratings))
-        if c.factor_tests:
-            df = team_design.factor_slices["team"].stop - team_design.factor_slices["team"].start
-            lr = max(0.0, 2 * (_loglik(team_design, team_fit, y) - _loglik(*reduced_without_agent, y)))
-            factor_p["team"] = float(stats.chi2.sf(lr, df))
-    if not agent_fit.converged:
-        notes.append("the logistic regression did not converge; effects are approximate")
-    effects = pd.DataFrame(rows)
-    if effects.empty:
-        notes.append("no factor has two levels with enough ratings to compare")
-        return DriverReport(n, n_bad, n_bad / n, segments, empty, notes)
-    # One flat family: every reported level of every factor (and each continuous effect) is one Wald test, and
-    # Benjamini-Hochberg runs once over all of them (``_flat_fdr`` says why). The factor-level tests stay in the
-    # table (``factor_p``, ``factor_q``) to show which factors matter as a whole; they select nothing.
+            without_agent = (base, _fit(frame, base, c.prior_ratings))
+        df = team_design.factor_slices["team"].stop - team_design.factor_slices["team"].start
+        lr = max(0.0, 2 * (_loglik(team_design, team_fit, y) - _loglik(*without_agent, y)))
+        factor_p["team"] = float(stats.chi2.sf(lr, df))
+    return rows
+
+
+def _with_tests(effects: pd.DataFrame, factor_p: dict[str, float], c: DriverConfig) -> pd.DataFrame:
+    """p- and q-values, significance, direction and odds ratios with 95% intervals.
+
+    One flat family: every reported level of every factor (and each continuous effect) is one Wald test, and
+    the FDR procedure runs once over all of them (``_flat_fdr`` says why). The factor-level tests stay in the
+    table (``factor_p``, ``factor_q``) to show which factors matter as a whole; they select nothing.
+    """
+    from statsmodels.stats.multitest import multipletests
+
     names = list(factor_p)
     factor_q = dict(zip(names, multipletests([factor_p[f] for f in names], alpha=c.fdr, method="fdr_bh")[1],
                         strict=True)) if names else {}
@@ -471,7 +523,12 @@ def analyse_drivers(frame: pd.DataFrame, config: DriverConfig | None = None) -> 
     effects["odds_ratio"] = np.exp(effects["log_odds"])
     effects["or_low"] = np.exp(effects["log_odds"] - 1.96 * effects["se"])
     effects["or_high"] = np.exp(effects["log_odds"] + 1.96 * effects["se"])
-    # Raw and shrunk rates of the same segments, side by side with the adjusted effect.
+    return effects
+
+
+def _with_rates(effects: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
+    """Raw and shrunk rates of the same segments, side by side with the adjusted effect; continuous factors
+    get the raw rate (and Wilson interval) among their exposed ratings."""
     if not segments.empty:
         seg = segments.drop(columns=["n", "bad", "prior_a", "prior_b"])
         effects = effects.merge(seg, on=["factor", "level"], how="left")
@@ -479,16 +536,21 @@ def analyse_drivers(frame: pd.DataFrame, config: DriverConfig | None = None) -> 
         effects["label"] = effects["level"]
     effects["label"] = effects["label"].fillna(effects["level"])
     missing_raw = effects["raw_rate"].isna() if "raw_rate" in effects else pd.Series(True, index=effects.index)
-    if missing_raw.any():  # continuous factors: rates among the exposed ratings
+    if missing_raw.any():
         lo, hi = wilson_interval(effects.loc[missing_raw, "bad"], effects.loc[missing_raw, "n"])
         effects.loc[missing_raw, "raw_rate"] = effects.loc[missing_raw, "bad"] / effects.loc[missing_raw, "n"].clip(lower=1)
         effects.loc[missing_raw, "wilson_low"], effects.loc[missing_raw, "wilson_high"] = lo, hi
+    return effects
+
+
+def _ranked(effects: pd.DataFrame) -> pd.DataFrame:
+    """Significant effects first, each group by excess bad ratings; every ``DRIVER_COLUMNS`` column present."""
     effects = effects.sort_values(["significant", "excess_bad"], ascending=[False, False]).reset_index(drop=True)
     effects["rank"] = np.arange(1, len(effects) + 1)
     for col in DRIVER_COLUMNS:
         if col not in effects:
             effects[col] = np.nan
-    return DriverReport(n, n_bad, n_bad / n, segments, effects[DRIVER_COLUMNS], notes)
+    return effects
 
 
 # -------------------------------------------------------------------------------------------- trends

@@ -110,3 +110,16 @@ def reason_summary(themes: pd.Series, taxonomy: Taxonomy) -> pd.DataFrame:
     rows = [{"theme": t, "label": name, "comments": int(counts.get(t, 0)),
              "share": (counts.get(t, 0) / total) if total else 0.0} for t, name in taxonomy.csat_reasons.items()]
     return pd.DataFrame(rows).sort_values(["comments", "theme"], ascending=[False, True]).reset_index(drop=True)
+
+
+@dataclass
+class ReasonReport:
+    """What the ``classify-bad-rating-reasons`` task hands on: theme summaries and how they were made."""
+
+    summaries: dict[str, pd.DataFrame]  # scope ("all", or "factor:level" of a top driver) → ``reason_summary``
+    themes: pd.DataFrame  # theme and confidence per bad rating (index: the rating's row in the prepared frame)
+    commented: int  # bad ratings whose comment got a theme
+    bad: int  # bad ratings in the window
+    seed_examples: int  # labelled comments the classifier was trained on
+    seed_digest: str  # first 12 hex digits of ``ReasonTrainingSet.digest``
+    seed_cv_accuracy: float  # cross-validated accuracy on the seed set

@@ -165,3 +165,12 @@ def auto_reply_candidates(predictions: pd.DataFrame, ratings: pd.DataFrame, taxo
                      "deflectable_tickets": round(r.tickets * r.high_confidence_share)})
     result = pd.DataFrame(rows, columns=AUTO_REPLY_COLUMNS)
     return result.sort_values(["is_candidate", "deflectable_tickets"], ascending=False).reset_index(drop=True)
+
+
+@dataclass
+class OpsReports:
+    """What the ``build-ops-reports`` task hands on (the two reports of this module)."""
+
+    options: pd.DataFrame  # one row per contact-reason option (``SELF_SELECTION_COLUMNS``)
+    confusion: pd.DataFrame  # (selected, actual) pairs that disagree, most tickets first
+    candidates: pd.DataFrame  # every category judged for auto-reply (``AUTO_REPLY_COLUMNS``)

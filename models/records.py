@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +188,30 @@ def _dedupe_exact(records: Sequence[Any]) -> tuple[list[Any], list[str], list[st
     return kept, payloads, hashes
 
 
+def distinct_records(records: Sequence[Any]) -> Iterator[tuple[Mapping[str, Any], dict[str, Any], list[str]]]:
+    """The prologue every normaliser shares: one ``(record, row, errors)`` per distinct record.
+
+    Byte-identical repeats are collapsed (``_dedupe_exact``); ``row`` starts with what a validator needs to point
+    back at the record and quarantine it verbatim (``_row``, ``_payload``, ``_sha256``); a record that is not a
+    JSON object is read as ``{}`` with the type error ``record``, so it still becomes a row and is never dropped.
+    The caller fills the row, appends to ``errors``, and ends it with ``finish_row``.
+    """
+    kept, payloads, hashes = _dedupe_exact(records)
+    for pos, (rec, payload, digest) in enumerate(zip(kept, payloads, hashes, strict=True)):
+        row: dict[str, Any] = {"_row": pos, "_payload": payload, "_sha256": digest}
+        if isinstance(rec, Mapping):
+            yield rec, row, []
+        else:
+            yield {}, row, ["record"]
+
+
+def finish_row(row: dict[str, Any], record_id: str | None, errors: list[str]) -> dict[str, Any]:
+    """The epilogue: the record's id for quarantine messages, and the fields with a type error (None if none)."""
+    row["_record_id"] = record_id
+    row["_type_errors"] = ",".join(errors) or None
+    return row
+
+
 TICKET_COLUMNS = (
     "id", "created_at", "updated_at", "generated_timestamp", "subject", "description", "status", "priority",
     "type", "tags", "channel", *TICKET_ID_FIELDS, "custom_fields", "contact_reason", "contact_reasons",
@@ -208,17 +232,10 @@ def normalize_tickets(
     for m in metric_sets or ():
         if isinstance(m, Mapping) and isinstance(m.get("ticket_id"), int | str):  # hashable ids only
             metrics[m["ticket_id"]] = m
-    kept, payloads, hashes = _dedupe_exact(records)
     present: set[str] = set()
     rows = []
-    for pos, (rec, payload, digest) in enumerate(zip(kept, payloads, hashes, strict=True)):
-        if not isinstance(rec, Mapping):
-            rec = {}
-            errors = ["record"]
-        else:
-            errors = []
+    for rec, row, errors in distinct_records(records):
         present.update(rec.keys())
-        row: dict[str, Any] = {"_row": pos, "_payload": payload, "_sha256": digest}
 
         def put(name: str, converted: tuple[Any, bool], row=row, errors=errors) -> None:
             value, ok = converted
@@ -253,9 +270,7 @@ def normalize_tickets(
         put("reopens", _as_int(m.get("reopens")))
         row["is_deleted"] = row["status"] == "deleted"
         row["deleted_at"] = row["updated_at"] if row["is_deleted"] else None
-        row["_record_id"] = sanitize.record_label(rec.get("id"))
-        row["_type_errors"] = ",".join(errors) or None
-        rows.append(row)
+        rows.append(finish_row(row, sanitize.record_label(rec.get("id")), errors))
     frame = _frame(rows, TICKET_COLUMNS, present, TICKET_REQUIRED)
     return _int_columns(frame, ("id", "generated_timestamp", *TICKET_ID_FIELDS, "first_reply_minutes",
                                 "full_resolution_minutes", "reopens"))
@@ -269,15 +284,10 @@ RATING_COLUMNS = (
 
 def normalize_ratings(records: Sequence[Any]) -> pd.DataFrame:
     """Satisfaction ratings → rows. The score stays text: newer CSAT scales are numeric, not good/bad."""
-    kept, payloads, hashes = _dedupe_exact(records)
     present: set[str] = set()
     rows = []
-    for pos, (rec, payload, digest) in enumerate(zip(kept, payloads, hashes, strict=True)):
-        errors: list[str] = []
-        if not isinstance(rec, Mapping):
-            rec, errors = {}, ["record"]
+    for rec, row, errors in distinct_records(records):
         present.update(rec.keys())
-        row: dict[str, Any] = {"_row": pos, "_payload": payload, "_sha256": digest}
         for name, conv in (("id", _as_int), ("ticket_id", _as_int), ("score", _as_text), ("comment", _as_text),
                            ("reason", _as_text), ("created_at", _as_timestamp), ("updated_at", _as_timestamp),
                            *((n, _as_int) for n in RATING_ID_FIELDS)):
@@ -285,9 +295,7 @@ def normalize_ratings(records: Sequence[Any]) -> pd.DataFrame:
             row[name] = value
             if not ok:
                 errors.append(name)
-        row["_record_id"] = sanitize.record_label(rec.get("id"))
-        row["_type_errors"] = ",".join(errors) or None
-        rows.append(row)
+        rows.append(finish_row(row, sanitize.record_label(rec.get("id")), errors))
     frame = _frame(rows, RATING_COLUMNS, present, RATING_REQUIRED)
     return _int_columns(frame, ("id", "ticket_id", *RATING_ID_FIELDS))
 

@@ -305,3 +305,22 @@ def test_agent_and_team_names_label_the_rows_while_levels_stay_ids():
     rates = segment_rates(data, "agent").set_index("level")
     assert rates.loc["7", "label"] == "Ada Agent" and rates.loc["(unassigned)", "label"] == "(unassigned)"
     assert segment_rates(data, "team").set_index("level").loc["3", "label"] == "Billing"
+
+
+def test_agent_and_team_names_reach_the_driver_rows_and_lines(planted):
+    """Issue 17 point 7 (``label()`` ignored its ``names``): the names given to ``prepare_ratings`` label every
+    agent and team row of the report and its printed driver lines; without names the label is the id."""
+    from ticketlens.models.reporting.csat import driver_lines
+
+    names = agent_names(planted)
+    report = analyse_drivers(frame_of(planted), DriverConfig(fdr=0.05))
+    agents = report.drivers[report.drivers["factor"] == "agent"]
+    assert len(agents) >= 2
+    assert agents["label"].tolist() == [names[int(level)] for level in agents["level"]]
+    teams = report.effects[report.effects["factor"] == "team"]
+    assert teams["label"].tolist() == [group_names(planted)[int(level)] for level in teams["level"]]
+    lines = "\n".join(driver_lines(report, len(report.drivers)))
+    assert all(f"agent: {names[int(level)]}:" in lines for level in agents["level"])
+    unnamed = analyse_drivers(prepare_ratings(rating_frame(planted)), DriverConfig(fdr=0.05))
+    unnamed_agents = unnamed.effects[unnamed.effects["factor"] == "agent"]
+    assert (unnamed_agents["label"] == unnamed_agents["level"]).all()

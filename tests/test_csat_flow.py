@@ -80,11 +80,11 @@ def test_csat_drivers_flow(prefect_harness, warehouse_url, dataset, monkeypatch,
         get_settings.cache_clear()
 
     # Drivers: the planted categories and reopens are found, every driver makes ratings worse.
-    drivers = result["drivers"]
+    drivers = result.drivers
     found = set(zip(drivers["factor"], drivers["level"], strict=True))
     assert ("category", "trust_safety.suspension_appeal") in found or ("category", "ads_business.billing_refund") in found
     assert ("reopened", "reopened") in found
-    assert (drivers["odds_ratio"] > 1).all() and result["driver_lines"]
+    assert (drivers["odds_ratio"] > 1).all() and result.driver_lines
     planted_agents = {str(d["key"]) for d in dataset.truth.csat_drivers if d["kind"] == "agent"}
     assert {lvl for f, lvl in found if f == "agent"} <= planted_agents  # no innocent agent blamed
 
@@ -114,8 +114,8 @@ def test_csat_drivers_flow(prefect_harness, warehouse_url, dataset, monkeypatch,
     assert {c["category"] for c in candidates} and all(c["complexity"] == "simple" for c in candidates)
 
     # Charts and artifacts.
-    assert len(result["charts"]) == 4
-    for path in result["charts"]:
+    assert len(result.charts) == 4
+    for path in result.charts:
         with open(path, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     comments = {t.rating.comment for t in dataset.tickets if t.rating and t.rating.comment}
@@ -147,6 +147,6 @@ def test_a_window_without_ratings_reports_nothing_and_fails_nothing(prefect_harn
         result = flow(start=START, end=START + timedelta(days=7))  # an empty, freshly migrated warehouse
     finally:
         get_settings.cache_clear()
-    assert result["ratings"] == 0 and result["drivers"].empty and result["driver_lines"] == []
-    assert len(result["charts"]) == 4
+    assert result.ratings == 0 and result.drivers.empty and result.driver_lines == []
+    assert len(result.charts) == 4
     assert table_counts(sqlite_url)["csat_drivers"] == 0

@@ -90,3 +90,20 @@ def test_field_map_finds_fields_by_title_case_insensitively():
 @pytest.mark.parametrize("record", [{"b": 1, "a": [1, 2]}, {"a": [1, 2], "b": 1}])
 def test_canonical_json_is_order_independent(record):
     assert canonical_json(record) == '{"a":[1,2],"b":1}'
+
+
+def test_every_normaliser_shares_one_prologue_no_record_is_dropped():
+    """Tickets, legacy ratings and survey responses go through ``distinct_records``: a repeated record is one row,
+    a record that is not a JSON object is still a row (type error ``record``, payload kept), positions count
+    the distinct records."""
+    from ticketlens.models.csat_api import normalize_survey_responses
+
+    rating = {"id": 5, "ticket_id": 1, "score": "good", "created_at": "2026-08-01T10:00:00Z",
+              "updated_at": "2026-08-01T10:00:00Z"}
+    survey = {"id": "01J1WBE8QR0YQVE373K2JDJR0F", "subject_zrns": ["zen:ticket:1"], "answers": []}
+    for frame in (normalize_tickets([ticket(), ticket(), "oops"], [], FIELDS),
+                  normalize_ratings([rating, rating, "oops"]),
+                  normalize_survey_responses([survey, survey, "oops"])):
+        assert frame["_row"].tolist() == [0, 1]
+        assert frame["_type_errors"].tolist()[1] == "record" and frame["_payload"].tolist()[1] == '"oops"'
+        assert pd.isna(frame["_record_id"].tolist()[1])  # no id to name it by

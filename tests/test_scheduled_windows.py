@@ -55,9 +55,9 @@ def test_a_scheduled_csat_drivers_run_analyses_the_days_before_its_slot(prefect_
     assert state.is_completed(), state.message
     result = state.result()
     days = get_settings().csat_window_days
-    assert result["window"] == {"start": slot - timedelta(days=days), "end": slot}
-    assert all(type(v) is datetime and v.tzinfo is UTC for v in result["window"].values())
-    assert result["ratings"] > 0 and result["written"]["csat_reason_counts"] > 0
+    assert (result.window.start, result.window.end) == (slot - timedelta(days=days), slot)
+    assert all(type(v) is datetime and v.tzinfo is UTC for v in (result.window.start, result.window.end))
+    assert result.ratings > 0 and result.written["csat_reason_counts"] > 0
 
 
 def test_a_scheduled_spike_detection_run_evaluates_the_hour_before_its_slot(prefect_harness, reports_env):
