@@ -2,7 +2,8 @@
 
 Layout (a newcomer can tell what a test needs from its folder; ``-m`` selects by the same names):
   tests/unit/       pure: no warehouse, no Prefect API (the simulator in-process or on loopback is fine)
-  tests/warehouse/  data access on SQLite and PostgreSQL (``warehouse_url``), no Prefect API
+  tests/warehouse/  data access: the warehouse on SQLite and PostgreSQL (``warehouse_url``), the MLflow store;
+                    no Prefect API
   tests/flows/      flows and tasks under the session's Prefect test harness (``prefect_harness``)
   tests/e2e/        a real Prefect server and worker, subprocesses, deployments, kill/outage slices
   tests/support/    helpers the tests share (never a test module: tests import helpers only from here)

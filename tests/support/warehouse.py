@@ -48,6 +48,19 @@ def assert_warehouse_equals_source(url: str, sim) -> None:
     assert warehouse_ratings(url) == expected_r
 
 
+def prediction_row(ticket_id: int, updated_at, leaf: str, taxonomy, version: str = "1") -> dict:
+    """One prediction as the scorer writes it: ``leaf`` with its taxonomy attributes, confident, neutral."""
+    cat = taxonomy.categories[leaf]
+    confidence = 0.95 if cat.complexity == "simple" else 0.7
+    return {"ticket_id": ticket_id, "ticket_updated_at": updated_at, "category": leaf,
+            "parent_category": cat.parent, "feedback_type": cat.feedback_type,
+            "confidence": confidence, "top3": [{"category": leaf, "p": confidence}],
+            "sentiment": "neutral", "sentiment_score": 0.0, "language": "en",
+            "is_spam": cat.feedback_type == "spam", "tier": 1, "routing_group": cat.team,
+            "auto_reply": cat.auto_reply, "model_name": "ticket-category-classifier",
+            "model_version": version}
+
+
 def seed_predictions(url: str, dataset) -> None:
     """Predictions as the scorer writes them (a test double for the champion: the true category, confident)."""
     from ticketlens.tasks.scoring import write_predictions
@@ -56,16 +69,5 @@ def seed_predictions(url: str, dataset) -> None:
     truth = {t.id: t.true_category for t in dataset.tickets}
     with get_engine(url).begin() as conn:
         stored = conn.execute(sa.select(tickets.c.id, tickets.c.updated_at).where(tickets.c.is_deleted.is_(False)))
-        rows = []
-        for ticket_id, updated_at in stored:
-            leaf = truth[ticket_id]
-            cat = taxonomy.categories[leaf]
-            confidence = 0.95 if cat.complexity == "simple" else 0.7
-            rows.append({"ticket_id": ticket_id, "ticket_updated_at": updated_at, "category": leaf,
-                         "parent_category": cat.parent, "feedback_type": cat.feedback_type,
-                         "confidence": confidence, "top3": [{"category": leaf, "p": confidence}],
-                         "sentiment": "neutral", "sentiment_score": 0.0, "language": "en",
-                         "is_spam": cat.feedback_type == "spam", "tier": 1, "routing_group": cat.team,
-                         "auto_reply": cat.auto_reply, "model_name": "ticket-category-classifier",
-                         "model_version": "1"})
+        rows = [prediction_row(ticket_id, updated_at, truth[ticket_id], taxonomy) for ticket_id, updated_at in stored]
         write_predictions(conn, pd.DataFrame(rows), "seed")
