@@ -223,7 +223,7 @@ def resolve_config(profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | N
 
 
 #: Custom types in a fitted pipeline that MLflow's skops serialisation must be told to trust (load and save).
-SKOPS_TRUSTED_TYPES = [f"models.classifier.{name}" for name in
+SKOPS_TRUSTED_TYPES = [f"{__name__}.{name}" for name in
                        ("TicketTextPreparer", "SentenceEmbedder", "StaticEmbedder", "CascadeClassifier")]
 
 
