@@ -87,6 +87,21 @@ def warehouse_url(request) -> str:
     return url
 
 
+@pytest.fixture
+def settings_env(monkeypatch):
+    """``settings_env({"TICKETLENS_...": "..."})`` sets variables for this test only; ``get_settings()`` reads them
+    at once (its cache is cleared on every call) and forgets them afterwards. The one way tests configure a run."""
+    from ticketlens.adapters.settings import get_settings
+
+    def apply(values) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+
+    yield apply
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect API for the whole session; its server can take 20-30 s to start here."""

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ticketlens.adapters.settings import get_settings
 from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
 from ticketlens.helpdesk_sim.testing import running_simulator
 
@@ -24,7 +23,7 @@ def dataset():
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path, sqlite_url, dataset):
+def env(settings_env, tmp_path, sqlite_url, dataset):
     """The simulator serving ``dataset`` and every TICKETLENS_* setting a flow run needs (SQLite warehouse, file
     MLflow store in tmp_path, fast retries); yields the simulator handle. Settings are re-read before and after."""
     with running_simulator(dataset) as sim:
@@ -42,8 +41,5 @@ def env(monkeypatch, tmp_path, sqlite_url, dataset):
             "TICKETLENS_WRITEBACK_POLL_INTERVAL_SECONDS": "0.05",
             "TICKETLENS_WRITEBACK_CUSTOM_FIELDS": '{"category": 360010, "tier": 360011}',
         }
-        for key, value in values.items():
-            monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
+        settings_env(values)
         yield sim
-    get_settings.cache_clear()

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 
 from tests.support.leak_scan import configure_prefect_logging
 from tests.support.warehouse import assert_warehouse_equals_source
-from ticketlens.adapters.settings import get_settings
 from ticketlens.adapters.warehouse.engine import get_engine
 from ticketlens.adapters.warehouse.schema import extraction_state, quarantine, tickets
 from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
@@ -41,16 +40,12 @@ def sim(dataset):
 
 
 @pytest.fixture
-def configure(monkeypatch, warehouse_url, sim):
+def configure(settings_env, warehouse_url, sim):
     def apply(**extra: str) -> None:
-        env = client_env(warehouse_url, sim, TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE="200", **extra)
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
+        settings_env(client_env(warehouse_url, sim, TICKETLENS_HELPDESK_EXPORT_PAGE_SIZE="200", **extra))
 
     apply()
-    yield apply
-    get_settings.cache_clear()
+    return apply
 
 
 class Records(logging.Handler):

@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.warehouse import assert_warehouse_equals_source, warehouse_tickets
-from ticketlens.adapters.settings import get_settings
 from ticketlens.adapters.warehouse.engine import get_engine
 from ticketlens.adapters.warehouse.schema import (
     extraction_state,
@@ -46,18 +45,14 @@ def sim(dataset):
 
 
 @pytest.fixture
-def configure(monkeypatch, warehouse_url, sim):
+def configure(settings_env, warehouse_url, sim):
     """Point the settings at this test's simulator and warehouse; fast retries, no client-side throttling."""
 
     def apply(**extra: str) -> None:
-        env = client_env(warehouse_url, sim, rate_per_minute=6000, **extra)
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
+        settings_env(client_env(warehouse_url, sim, rate_per_minute=6000, **extra))
 
     apply()
-    yield apply
-    get_settings.cache_clear()
+    return apply
 
 
 def cursor_rows(url: str) -> dict[str, tuple]:

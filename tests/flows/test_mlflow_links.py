@@ -26,7 +26,7 @@ def test_ui_links_only_for_a_web_tracking_server_and_never_with_credentials():
 
 
 @pytest.fixture
-def retrain_env(monkeypatch, tmp_path, sqlite_url):
+def retrain_env(settings_env, tmp_path, sqlite_url):
     dataset = generate_dataset(GeneratorConfig(seed=12, start=datetime(2026, 5, 1, tzinfo=UTC), days=14,
                                                tickets_per_day=120))
     seed_warehouse(sqlite_url, dataset)
@@ -38,11 +38,7 @@ def retrain_env(monkeypatch, tmp_path, sqlite_url):
         "TICKETLENS_TRAINING_MIN_HOLDOUT_ROWS": "50",
         "TICKETLENS_BACKFILL_AFTER_PROMOTION": "false",
     }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+    settings_env(env)
 
 
 def test_nightly_run_is_named_linked_and_described(prefect_harness, retrain_env):

@@ -102,7 +102,7 @@ def small_dataset():
 
 
 @pytest.fixture
-def retrain_env(monkeypatch, tmp_path, sqlite_url, small_dataset):
+def retrain_env(settings_env, tmp_path, sqlite_url, small_dataset):
     seed_warehouse(sqlite_url, small_dataset)
     env = {
         "TICKETLENS_WAREHOUSE_URL": sqlite_url,
@@ -112,11 +112,8 @@ def retrain_env(monkeypatch, tmp_path, sqlite_url, small_dataset):
         "TICKETLENS_TRAINING_MIN_HOLDOUT_ROWS": "100",
         "TICKETLENS_CLASSIFIER_PROFILE": "tfidf",  # fast; the default (encoder) profile has its own test below
     }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
+    settings_env(env)
+    return tmp_path
 
 
 def _client():
