@@ -52,7 +52,7 @@ fault-suite: install
 
 ## Classifier accuracy on the real BANKING77 dataset (../shared/data/banking77).
 fuzz: install
-	TICKETLENS_FUZZ_EXAMPLES=200 $(UV) run pytest tests/test_ingest_fuzz.py -p no:cacheprovider
+	TICKETLENS_FUZZ_EXAMPLES=200 $(UV) run pytest tests/warehouse/test_ingest_fuzz.py -p no:cacheprovider
 
 bench-accuracy: install
 	$(UV) run python -m bench.accuracy_bench

@@ -31,8 +31,8 @@ PG_URL = os.environ.get("TICKETLENS_TEST_POSTGRES_URL", "postgresql+psycopg://po
 
 def seed(url: str, tickets: int) -> None:
     """Generate and load the history (its own process: its memory is not the backfill's)."""
-    from tests.seed import seed_warehouse
     from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+    from ticketlens.helpdesk_sim.seed import seed_warehouse
 
     days = max(1, tickets // 3000)
     ds = generate_dataset(GeneratorConfig(seed=9, start=datetime(2024, 1, 1, tzinfo=UTC), days=days,

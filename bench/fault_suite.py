@@ -15,7 +15,7 @@ another child → the warehouse is compared with the source:
 
 Children are forked from a forkserver that imported the flows once, so a trial costs the step's run time, not
 ten seconds of imports. ``python -m bench.fault_suite --trials 20 --pg-trials 5`` (``make fault-suite``) prints a
-results table; ``tests/test_fault_suite.py`` runs the same harness with 2 trials per step.
+results table; ``tests/e2e/test_fault_suite.py`` runs the same harness with 2 trials per step.
 """
 
 from __future__ import annotations
@@ -216,8 +216,8 @@ def copy_warehouse(src_url: str, dst_url: str) -> None:
 
 def build_fixture(workdir: Path, api_url: str, pg_base: str | None, log: Callable[[str], None]) -> Fixture:
     """Dataset (~900 tickets over 3 months), a trained champion, and templates for scoring/write-back/backfill."""
-    from tests.seed import seed_warehouse
     from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
+    from ticketlens.helpdesk_sim.seed import seed_warehouse
     from ticketlens.helpdesk_sim.testing import running_simulator
 
     dataset = generate_dataset(GeneratorConfig(seed=11, start=datetime(2026, 3, 1, tzinfo=UTC), days=90,

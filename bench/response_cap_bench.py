@@ -19,7 +19,7 @@ MIB = 2**20
 
 
 def _child(mode: str, inflated_mb: int) -> dict:
-    from tests.hostile_helpdesk import Page, Script, gzip_bomb, hostile_helpdesk
+    from ticketlens.helpdesk_sim.hostile import Page, Script, gzip_bomb, hostile_helpdesk
 
     bomb = gzip_bomb(inflated_mb)
     script = Script(tickets={"start": Page([], raw_body=bomb, headers={"Content-Encoding": "gzip"})})

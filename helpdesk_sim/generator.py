@@ -22,7 +22,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -180,20 +180,66 @@ class _Text:
 
 
 def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy | None = None) -> Dataset:
-    """Build the whole dataset in memory (100k tickets take a few seconds)."""
+    """Build the whole dataset in memory (100k tickets take a few seconds).
+
+    The steps below draw from the shared generators in a fixed order; reordering them (or the draws inside
+    them) changes every dataset, which the tests and benchmarks compare against planted truth.
+    """
     c = config or GeneratorConfig()
     tax = taxonomy or load_taxonomy()
-    rng = random.Random(c.seed)
-    nrng = np.random.default_rng(c.seed)
-    text = _Text(rng, tax)
-    leaves = tax.leaves
-    shares = np.array([tax.categories[k].base_share for k in leaves], dtype=float)
-    shares /= shares.sum()
+    draw = _Draw.seeded(c.seed, tax)
     start = int(c.start.timestamp())
     end = start + c.days * DAY
     created_ts = start - 30 * DAY
 
-    # --- groups and agents -------------------------------------------------------------------------------
+    groups, agents, agents_by_team = _groups_and_agents(c, tax, draw, created_ts)
+    bad_agents = _pick_bad_agents(c, draw, agents)
+    if c.stream is not None:  # same organisation as `seed`, new tickets
+        draw = _Draw.seeded(c.stream, tax)
+    incidents = _plan_incidents(c, tax, draw.rng, start, end)
+    arrivals = _arrivals(c, tax, draw.nrng, start, incidents)
+    tickets, pending_ratings = _tickets(c, tax, draw, arrivals, agents_by_team, bad_agents)
+    reason_themes = _attach_ratings(c, tickets, pending_ratings)
+    truth = GroundTruth(incidents=incidents, csat_drivers=_planted_drivers(c, bad_agents),
+                        csat_reason_themes=reason_themes,
+                        config={**asdict(c), "start": c.start.isoformat(), "taxonomy_digest": tax.digest})
+    return Dataset(tickets=tickets, groups=groups, agents=agents, ticket_fields=_ticket_fields(tax, created_ts),
+                   contact_reason_field_id=CONTACT_REASON_FIELD_ID,
+                   confirmed_category_field_id=CONFIRMED_CATEGORY_FIELD_ID, start=start, end=end, truth=truth)
+
+
+@dataclass
+class _Draw:
+    """The generator's randomness: one ``random.Random`` (choices, text) and one numpy generator (counts,
+    durations), seeded alike, plus the text composer that draws from the former."""
+
+    rng: random.Random
+    nrng: np.random.Generator
+    text: _Text
+
+    @classmethod
+    def seeded(cls, seed: int, taxonomy: Taxonomy) -> _Draw:
+        rng = random.Random(seed)
+        return cls(rng=rng, nrng=np.random.default_rng(seed), text=_Text(rng, taxonomy))
+
+
+class _PendingRating(NamedTuple):
+    """A CSAT rating drawn for a ticket, before rating ids are numbered in creation order."""
+
+    rated: int
+    changed: int
+    score: str
+    comment: str | None
+    reason: str | None
+    assignee: int
+    group_id: int
+    theme: str | None
+    ticket_index: int
+
+
+def _groups_and_agents(c: GeneratorConfig, tax: Taxonomy, draw: _Draw, created_ts: int
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, tuple[int, list[int]]]]:
+    """One group per taxonomy team and a random number of agents in each (Zendesk shapes, relative urls)."""
     groups, agents, agents_by_team = [], [], {}
     agent_id = 10_001
     for gi, team in enumerate(tax.teams):
@@ -202,8 +248,8 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
                        "description": f"{TEAM_NAMES.get(team, team)} queue", "default": team == "tier1_general",
                        "deleted": False, "created_at": _iso(created_ts), "updated_at": _iso(created_ts)})
         members = []
-        for _ in range(rng.randint(*c.agents_per_group)):
-            name = text.name()
+        for _ in range(draw.rng.randint(*c.agents_per_group)):
+            name = draw.text.name()
             agents.append({"id": agent_id, "url": f"/api/v2/users/{agent_id}.json", "name": name,
                            "email": f"agent{agent_id}@support.example", "role": "admin" if agent_id % 17 == 0 else "agent",
                            "default_group_id": gid, "active": True, "created_at": _iso(created_ts),
@@ -211,27 +257,39 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
             members.append(agent_id)
             agent_id += 1
         agents_by_team[team] = (gid, members)
-    all_agents = [a["id"] for a in agents]
-    bad_agents = rng.sample(all_agents, k=min(c.bad_agents, len(all_agents)))
-    if not c.plant_csat_drivers:
-        bad_agents = []
-    if c.stream is not None:  # same organisation as `seed`, new tickets
-        rng = random.Random(c.stream)
-        nrng = np.random.default_rng(c.stream)
-        text = _Text(rng, tax)
+    return groups, agents, agents_by_team
 
-    # --- incidents -------------------------------------------------------------------------------------------
+
+def _pick_bad_agents(c: GeneratorConfig, draw: _Draw, agents: list[dict[str, Any]]) -> list[int]:
+    """The agents whose tickets get slower replies and worse CSAT (none in the null case; drawn either way)."""
+    all_agents = [a["id"] for a in agents]
+    bad_agents = draw.rng.sample(all_agents, k=min(c.bad_agents, len(all_agents)))
+    return bad_agents if c.plant_csat_drivers else []
+
+
+def _plan_incidents(c: GeneratorConfig, tax: Taxonomy, rng: random.Random, start: int, end: int) -> list[Incident]:
+    """The configured incident plan, or random daytime surges of one support category each."""
+    if c.incident_plan is not None:
+        return list(c.incident_plan)
     n_incidents = c.incidents if c.incidents is not None else max(1, c.days // 10)
-    support_leaves = [k for k in leaves if tax.categories[k].feedback_type == "support"]
-    incidents: list[Incident] = list(c.incident_plan) if c.incident_plan is not None else []
-    for i in range(n_incidents if c.incident_plan is None else 0):
+    support_leaves = [k for k in tax.leaves if tax.categories[k].feedback_type == "support"]
+    incidents: list[Incident] = []
+    for i in range(n_incidents):
         cat = rng.choices(support_leaves, weights=[tax.categories[k].base_share for k in support_leaves])[0]
         lo, hi = start + min(2 * DAY, c.days * DAY // 4), end - min(DAY, c.days * DAY // 4)
         begin = lo + rng.randrange(max(1, (hi - lo) // DAY)) * DAY + rng.randint(7, 19) * HOUR  # daytime
         incidents.append(Incident(id=f"inc-{i + 1:03d}", category=cat, start=begin,
                                   end=begin + rng.randint(2, 6) * HOUR, multiplier=float(rng.randint(3, 8))))
+    return incidents
 
-    # --- arrivals: per hour a Poisson total split by category, plus incident surges -----------------------
+
+def _arrivals(c: GeneratorConfig, tax: Taxonomy, nrng: np.random.Generator, start: int,
+              incidents: list[Incident]) -> list[tuple[int, str, str | None]]:
+    """(created, category, incident id) per ticket, in time order: per hour a Poisson total split by
+    category (daily and weekly seasonality), plus each incident's surge in its category."""
+    leaves = tax.leaves
+    shares = np.array([tax.categories[k].base_share for k in leaves], dtype=float)
+    shares /= shares.sum()
     hours = c.days * 24
     hour_starts = start + np.arange(hours) * HOUR
     dows = ((hour_starts // DAY) + 3) % 7  # 1970-01-01 was a Thursday
@@ -252,12 +310,18 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
             t0 = inc.start + h * HOUR
             arrivals.extend((t0 + int(o), inc.category, inc.id) for o in nrng.integers(0, HOUR, size=extra))
     arrivals.sort(key=lambda a: a[0])
+    return arrivals
 
+
+def _tickets(c: GeneratorConfig, tax: Taxonomy, draw: _Draw, arrivals: list[tuple[int, str, str | None]],
+             agents_by_team: dict[str, tuple[int, list[int]]], bad_agents: list[int]
+             ) -> tuple[list[TicketSpec], list[_PendingRating]]:
+    """One ticket per arrival: its attributes, text, lifecycle and (maybe) a CSAT rating still to be numbered."""
+    rng, nrng, leaves = draw.rng, draw.nrng, tax.leaves
     foreign_langs = [lang for lang in P.FOREIGN]
     foreign_cats = {lang: list(P.FOREIGN[lang]) for lang in foreign_langs}
     tickets: list[TicketSpec] = []
-    pending_ratings: list[tuple[int, int, str, str | None, str | None, int | None, int | None, str | None]] = []
-    rating_ticket_index: list[int] = []
+    pending_ratings: list[_PendingRating] = []
     for idx, (created, category, incident_id) in enumerate(arrivals):
         tid = c.first_ticket_id + idx
         cat = tax.categories[category]
@@ -268,21 +332,14 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
             category = rng.choice(foreign_cats[language])
             cat = tax.categories[category]
         channel = rng.choices(("web", "email", "chat", "api", "mobile"), weights=(35, 30, 20, 5, 10))[0]
-        subject, description = text.compose(category, channel, language)
+        subject, description = draw.text.compose(category, channel, language)
         segment = ("business" if category.startswith("ads_business") and rng.random() < 0.8 else
                    "creator" if category.startswith("creators") and rng.random() < 0.8 else
                    rng.choices(("consumer", "creator", "business"), weights=(85, 8, 7))[0])
         team = cat.team if rng.random() < 0.85 else "tier1_general"
         group_id, members = agents_by_team[team]
         assignee = rng.choice(members)
-        # self-selected reason: right ~75%, else a sibling (similar menu item) or any other leaf
-        if rng.random() < c.reason_disagreement:
-            sibs = tax.siblings(category)
-            contact_reason = rng.choice(sibs) if sibs and rng.random() < 0.7 else rng.choice(leaves)
-            if contact_reason == category:
-                contact_reason = rng.choice([k for k in leaves if k != category])
-        else:
-            contact_reason = category
+        contact_reason = _contact_reason(c, tax, rng, category)
         priority = ("urgent" if cat.feedback_type == "trust_safety" and rng.random() < 0.15 else
                     "high" if (cat.complexity == "complex" and rng.random() < 0.3) or (segment == "business" and rng.random() < 0.3)
                     else rng.choices(("normal", "low"), weights=(80, 20))[0])
@@ -293,32 +350,16 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
         events: list[tuple[int, str]] = [(created, "new")]
         first_reply = full_resolution = None
         confirmed = None
-        rating = None
         is_spam = cat.feedback_type == "spam"
         if is_spam and rng.random() < c.delete_spam_share:
             events.append((created + rng.randint(600, 12 * HOUR), "deleted"))
         else:
-            speed = {"simple": 1.0, "standard": 1.6, "complex": 2.6}[cat.complexity]
-            first_reply = max(2, int(nrng.lognormal(math.log(90 * speed), 0.8)))
+            first_reply = max(2, int(nrng.lognormal(math.log(90 * _SPEED[cat.complexity]), 0.8)))
             if assignee in bad_agents:
                 first_reply = int(first_reply * 1.8)
-            t = created + first_reply * 60
-            events.append((t, "open"))
-            if rng.random() < 0.35:
-                t += int(nrng.lognormal(math.log(8 * HOUR), 0.7))
-                events.append((t, "pending"))
-                t += int(nrng.lognormal(math.log(4 * HOUR), 0.7))
-                events.append((t, "open"))
-            if rng.random() < 0.95:  # 5% stay open for good
-                t += int(nrng.lognormal(math.log(10 * HOUR * speed), 0.9))
-                events.append((t, "solved"))
-                reopened = rng.random() < 0.08
-                if reopened:
-                    t += rng.randint(2 * HOUR, 3 * DAY)
-                    events.append((t, "open"))
-                    t += int(nrng.lognormal(math.log(12 * HOUR), 0.8))
-                    events.append((t, "solved"))
-                solved_at = t
+            solved = _work_ticket(draw, cat.complexity, events, created + first_reply * 60)
+            if solved is not None:
+                solved_at, reopened = solved
                 full_resolution = max(1, (solved_at - created) // 60)
                 confirmed = category
                 if rng.random() < c.label_noise:
@@ -326,82 +367,137 @@ def generate_dataset(config: GeneratorConfig | None = None, taxonomy: Taxonomy |
                     confirmed = rng.choice(sibs) if sibs else rng.choice([k for k in leaves if k != category])
                 events.append((solved_at + 4 * DAY, "closed"))
                 if not is_spam and rng.random() < c.csat_share:
-                    logit = -1.9 + (1.6 if assignee in bad_agents else 0.0) \
-                        + (1.2 if category in c.bad_categories else 0.0) \
-                        + 0.5 * max(-1.5, min(3.0, math.log2(max(full_resolution, 1) / (24 * 60) + 1e-9) + 0.0)) \
-                        + (0.9 if reopened else 0.0)
-                    if not c.plant_csat_drivers:
-                        logit = -1.5
-                    bad = rng.random() < 1 / (1 + math.exp(-logit))
-                    rated = solved_at + rng.randint(HOUR, 2 * DAY)
-                    theme = None
-                    if bad:
-                        if assignee in bad_agents and rng.random() < 0.5:
-                            theme = "agent_attitude"
-                        elif category in c.bad_categories and rng.random() < 0.6:
-                            theme = "policy_disagreement"
-                        elif reopened and rng.random() < 0.6:
-                            theme = "not_resolved"
-                        elif full_resolution > 3 * 24 * 60 and rng.random() < 0.6:
-                            theme = "slow_response"
-                        else:
-                            theme = rng.choice(("slow_response", "not_resolved", "canned_reply", "product_bug", "other"))
-                        comment = text.fill(rng.choice(P.CSAT_COMMENTS[theme])) if rng.random() < 0.85 else None
-                        reason = P.CSAT_REASON_LABELS[theme]
-                    else:
-                        comment = rng.choice(P.GOOD_COMMENTS) if rng.random() < 0.4 else None
-                        reason = None
-                    changed = rated + rng.randint(HOUR, DAY) if rng.random() < 0.05 else rated
-                    pending_ratings.append((rated, changed, "bad" if bad else "good", comment, reason, assignee, group_id,
-                                            theme))
-                    rating_ticket_index.append(len(tickets))
+                    pending_ratings.append(_rate(c, draw, category, assignee, group_id, bad_agents, solved_at,
+                                                 full_resolution, reopened, ticket_index=len(tickets)))
+        requester_id = 5_000_000 + rng.randrange(10**6)
         tickets.append(TicketSpec(
             id=tid, created_at=created, subject=subject, description=description, channel=channel,
-            priority=priority, type=ttype, requester_id=5_000_000 + rng.randrange(10**6),
-            submitter_id=0, organization_id=(30_001 + rng.randrange(50)) if segment == "business" else None,
+            priority=priority, type=ttype, requester_id=requester_id,
+            submitter_id=requester_id, organization_id=(30_001 + rng.randrange(50)) if segment == "business" else None,
             group_id=group_id, assignee_id=assignee, tags=tuple(tags), events=tuple(events),
             true_category=category, contact_reason=contact_reason, confirmed_category=confirmed,
             language=language, customer_segment=segment, first_reply_minutes=first_reply,
-            full_resolution_minutes=full_resolution, incident_id=incident_id, rating=rating,
+            full_resolution_minutes=full_resolution, incident_id=incident_id, rating=None,
         ))
-        if tickets[-1].submitter_id == 0:
-            tickets[-1] = _replace(tickets[-1], submitter_id=tickets[-1].requester_id)
+    return tickets, pending_ratings
 
-    # Rating ids ascend with their creation time, like Zendesk's.
-    order = sorted(range(len(pending_ratings)), key=lambda i: (pending_ratings[i][0], rating_ticket_index[i]))
+
+# How much longer replies and resolutions take, by the category's complexity.
+_SPEED = {"simple": 1.0, "standard": 1.6, "complex": 2.6}
+
+
+def _contact_reason(c: GeneratorConfig, tax: Taxonomy, rng: random.Random, category: str) -> str:
+    """The customer's self-selected reason: right ~75%, else a sibling (similar menu item) or any other leaf."""
+    if rng.random() < c.reason_disagreement:
+        sibs = tax.siblings(category)
+        contact_reason = rng.choice(sibs) if sibs and rng.random() < 0.7 else rng.choice(tax.leaves)
+        if contact_reason == category:
+            contact_reason = rng.choice([k for k in tax.leaves if k != category])
+        return contact_reason
+    return category
+
+
+def _work_ticket(draw: _Draw, complexity: str, events: list[tuple[int, str]], replied: int
+                 ) -> tuple[int, bool] | None:
+    """Append the statuses after the first reply (at ``replied``) to ``events``: open, maybe pending, solved,
+    maybe reopened and solved again. Returns (solved at, reopened), or None for the ~5% that stay open."""
+    rng, nrng = draw.rng, draw.nrng
+    t = replied
+    events.append((t, "open"))
+    if rng.random() < 0.35:
+        t += int(nrng.lognormal(math.log(8 * HOUR), 0.7))
+        events.append((t, "pending"))
+        t += int(nrng.lognormal(math.log(4 * HOUR), 0.7))
+        events.append((t, "open"))
+    if rng.random() >= 0.95:  # 5% stay open for good
+        return None
+    t += int(nrng.lognormal(math.log(10 * HOUR * _SPEED[complexity]), 0.9))
+    events.append((t, "solved"))
+    reopened = rng.random() < 0.08
+    if reopened:
+        t += rng.randint(2 * HOUR, 3 * DAY)
+        events.append((t, "open"))
+        t += int(nrng.lognormal(math.log(12 * HOUR), 0.8))
+        events.append((t, "solved"))
+    return t, reopened
+
+
+def _rate(c: GeneratorConfig, draw: _Draw, category: str, assignee: int, group_id: int, bad_agents: list[int],
+          solved_at: int, full_resolution: int, reopened: bool, ticket_index: int) -> _PendingRating:
+    """A CSAT rating from the logistic model with the planted drivers (or pure noise in the null case), with a
+    comment and reason that state a theme when bad; ~5% change their score later."""
+    rng = draw.rng
+    logit = -1.9 + (1.6 if assignee in bad_agents else 0.0) \
+        + (1.2 if category in c.bad_categories else 0.0) \
+        + 0.5 * max(-1.5, min(3.0, math.log2(max(full_resolution, 1) / (24 * 60) + 1e-9) + 0.0)) \
+        + (0.9 if reopened else 0.0)
+    if not c.plant_csat_drivers:
+        logit = -1.5
+    bad = rng.random() < 1 / (1 + math.exp(-logit))
+    rated = solved_at + rng.randint(HOUR, 2 * DAY)
+    theme = None
+    if bad:
+        if assignee in bad_agents and rng.random() < 0.5:
+            theme = "agent_attitude"
+        elif category in c.bad_categories and rng.random() < 0.6:
+            theme = "policy_disagreement"
+        elif reopened and rng.random() < 0.6:
+            theme = "not_resolved"
+        elif full_resolution > 3 * 24 * 60 and rng.random() < 0.6:
+            theme = "slow_response"
+        else:
+            theme = rng.choice(("slow_response", "not_resolved", "canned_reply", "product_bug", "other"))
+        comment = draw.text.fill(rng.choice(P.CSAT_COMMENTS[theme])) if rng.random() < 0.85 else None
+        reason = P.CSAT_REASON_LABELS[theme]
+    else:
+        comment = rng.choice(P.GOOD_COMMENTS) if rng.random() < 0.4 else None
+        reason = None
+    changed = rated + rng.randint(HOUR, DAY) if rng.random() < 0.05 else rated
+    return _PendingRating(rated, changed, "bad" if bad else "good", comment, reason, assignee, group_id, theme,
+                          ticket_index)
+
+
+def _attach_ratings(c: GeneratorConfig, tickets: list[TicketSpec], pending: list[_PendingRating]) -> dict[int, str]:
+    """Number the ratings (ids ascend with creation time, like Zendesk's), attach each to its ticket in place,
+    and return the planted theme of every bad rating by rating id."""
+    order = sorted(range(len(pending)), key=lambda i: (pending[i].rated, pending[i].ticket_index))
     reason_themes: dict[int, str] = {}
     for rank, i in enumerate(order):
-        rated, changed, score, comment, reason, assignee, group_id, theme = pending_ratings[i]
-        if theme is not None:
-            reason_themes[c.first_rating_id + rank] = theme
-        ti = rating_ticket_index[i]
-        tickets[ti] = _replace(tickets[ti], rating=RatingSpec(
-            id=c.first_rating_id + rank, created_at=rated, updated_at=changed, score=score, comment=comment,
-            reason=reason, assignee_id=assignee, group_id=group_id))
+        p = pending[i]
+        if p.theme is not None:
+            reason_themes[c.first_rating_id + rank] = p.theme
+        tickets[p.ticket_index] = _replace(tickets[p.ticket_index], rating=RatingSpec(
+            id=c.first_rating_id + rank, created_at=p.rated, updated_at=p.changed, score=p.score,
+            comment=p.comment, reason=p.reason, assignee_id=p.assignee, group_id=p.group_id))
+    return reason_themes
 
-    ticket_fields = [
+
+def _ticket_fields(tax: Taxonomy, created_ts: int) -> list[dict[str, Any]]:
+    """The ticket fields served at ``/ticket_fields``: subject, the two category taggers, an order number."""
+    options = [{"name": tax.categories[k].name, "value": k} for k in tax.leaves]
+    return [
         {"id": 360000, "url": "/api/v2/ticket_fields/360000.json", "type": "subject", "title": "Subject",
          "active": True, "updated_at": _iso(created_ts)},
         {"id": CONTACT_REASON_FIELD_ID, "url": f"/api/v2/ticket_fields/{CONTACT_REASON_FIELD_ID}.json",
          "type": "tagger", "title": "Contact reason", "active": True, "updated_at": _iso(created_ts),
-         "custom_field_options": [{"name": tax.categories[k].name, "value": k} for k in leaves]},
+         "custom_field_options": [dict(o) for o in options]},
         {"id": CONFIRMED_CATEGORY_FIELD_ID, "url": f"/api/v2/ticket_fields/{CONFIRMED_CATEGORY_FIELD_ID}.json",
          "type": "tagger", "title": "Confirmed category", "active": True, "updated_at": _iso(created_ts),
-         "custom_field_options": [{"name": tax.categories[k].name, "value": k} for k in leaves]},
+         "custom_field_options": [dict(o) for o in options]},
         {"id": 360003, "url": "/api/v2/ticket_fields/360003.json", "type": "text", "title": "Order number",
          "active": True, "updated_at": _iso(created_ts)},
     ]
-    drivers = []
-    if c.plant_csat_drivers:
-        drivers = [{"kind": "agent", "key": a, "effect": 1.6} for a in bad_agents]
-        drivers += [{"kind": "category", "key": k, "effect": 1.2} for k in c.bad_categories]
-        drivers += [{"kind": "resolution_time", "key": "log2(days)", "effect": 0.5},
-                    {"kind": "reopened", "key": True, "effect": 0.9}]
-    truth = GroundTruth(incidents=incidents, csat_drivers=drivers, csat_reason_themes=reason_themes,
-                        config={**asdict(c), "start": c.start.isoformat(), "taxonomy_digest": tax.digest})
-    return Dataset(tickets=tickets, groups=groups, agents=agents, ticket_fields=ticket_fields,
-                   contact_reason_field_id=CONTACT_REASON_FIELD_ID,
-                   confirmed_category_field_id=CONFIRMED_CATEGORY_FIELD_ID, start=start, end=end, truth=truth)
+
+
+def _planted_drivers(c: GeneratorConfig, bad_agents: list[int]) -> list[dict[str, Any]]:
+    """The CSAT drivers the ratings were drawn from (the truth the CSAT-driver analysis should find)."""
+    if not c.plant_csat_drivers:
+        return []
+    drivers: list[dict[str, Any]] = [{"kind": "agent", "key": a, "effect": 1.6} for a in bad_agents]
+    drivers += [{"kind": "category", "key": k, "effect": 1.2} for k in c.bad_categories]
+    drivers += [{"kind": "resolution_time", "key": "log2(days)", "effect": 0.5},
+                {"kind": "reopened", "key": True, "effect": 0.9}]
+    return drivers
 
 
 def _replace(spec: TicketSpec, **changes: Any) -> TicketSpec:

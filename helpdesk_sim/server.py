@@ -340,13 +340,36 @@ class SimState:
 
 
 def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
-    """Build the app around one ``SimState``; nothing is created at import time."""
+    """Build the app around one ``SimState``; nothing is created at import time.
+
+    Each API area registers its own routes (below), so a new area is one more ``_add_*`` call. The order of
+    the two middleware matters: the gatekeeper (auth, rate limits, faults) is added first, so the Zendesk edge
+    middleware that ``install_zendesk_extras`` adds last runs outermost, as it always has.
+    """
     config = config or SimConfig()
     state = SimState(dataset, config)
     app = FastAPI(title="TicketLens helpdesk simulator", docs_url="/_sim/docs", openapi_url="/_sim/openapi.json")
     app.state.sim = state
+    credentials = _credentials(config)
+    _add_gatekeeper(app, state, config, credentials)
+    _add_ticket_routes(app, state, config)
+    _add_rating_routes(app, state)
+    _add_directory_routes(app, state, dataset)
+    _add_job_routes(app, state, config)
+    _add_admin_routes(app, state)
+    install_zendesk_extras(app, state, config, credentials)
+    _add_truth_routes(app, state, config, dataset)
+    return app
+
+
+def _credentials(config: SimConfig) -> tuple[str, str]:
+    """The two ``Authorization`` header values the simulator accepts: API token (Basic) and OAuth (Bearer)."""
     basic = "Basic " + base64.b64encode(f"{config.email}/token:{config.api_token}".encode()).decode()
-    bearer = f"Bearer {config.oauth_token}"
+    return basic, f"Bearer {config.oauth_token}"
+
+
+def _add_gatekeeper(app: FastAPI, state: SimState, config: SimConfig, credentials: tuple[str, str]) -> None:
+    """Every ``/api/`` request: counted, authenticated, slowed, rate-limited and failed as the faults say."""
 
     @app.middleware("http")
     async def gatekeeper(request: Request, call_next):
@@ -356,7 +379,7 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         with state.lock:
             state.stats["requests"] += 1
             state.stats["by_path"][path] = state.stats["by_path"].get(path, 0) + 1
-        if request.headers.get("Authorization") not in (basic, bearer):
+        if request.headers.get("Authorization") not in credentials:
             return json_response({"error": "Couldn't authenticate you"}, 401)
         faults = state.faults
         if faults.slow_ms:
@@ -381,6 +404,76 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
                 return json_response({"error": "ServiceUnavailable"}, state.rng.choice((500, 503)))
         return await call_next(request)
 
+
+# ------------------------------------------------------------------------------------------------ tickets
+
+def _export_start(q: Any, faults: Faults) -> tuple[int, int] | Response:
+    """Where an export request starts, as (time, id), from its ``cursor`` or ``start_time``; or the error."""
+    if "cursor" in q:
+        decoded = decode_cursor(q["cursor"], 2)
+        if faults.reject_cursors or decoded is None:
+            return json_response({"error": "InvalidPaginationParameter",
+                                  "description": "cursor is invalid or expired"}, 422)
+        return decoded[0], decoded[1] + 1
+    if "start_time" in q:
+        try:
+            return int(q["start_time"]), 0
+        except ValueError:
+            return json_response({"error": "InvalidValue", "description": "start_time must be unix"}, 400)
+    return json_response({"error": "InvalidPaginationParameter",
+                          "description": "start_time or cursor is required"}, 400)
+
+
+def _damage_export_page(state: SimState, faults: Faults, tickets: list[dict[str, Any]], now: int,
+                        resumed: bool) -> bool:
+    """Apply the page-level faults that are switched on to ``tickets`` (in place), each using up one page.
+
+    Returns whether the page is to be served with raw non-UTF-8 bytes (``dirty_text_pages``), which the
+    caller does when it serialises the body. Called with ``state.lock`` held.
+    """
+    if faults.missing_field_pages > 0:
+        faults.missing_field_pages -= 1
+        for t in tickets:
+            t.pop(faults.missing_field, None)
+    if faults.invalid_row_pages > 0:
+        faults.invalid_row_pages -= 1
+        for k, t in enumerate(tickets):
+            if k % 20 == 3:
+                t["status"] = "bogus"
+            elif k % 20 == 11:
+                t["created_at"] = iso(t["generated_timestamp"] + 86400)
+    if faults.duplicate_id_pages > 0 and tickets:
+        faults.duplicate_id_pages -= 1
+        tickets.extend(dict(t) for t in tickets[: max(1, len(tickets) // 20)])
+    if faults.repeat_across_pages > 0 and resumed:
+        faults.repeat_across_pages -= 1
+        first, _, _ = state.export((0, 0), now, 5)
+        tickets[:0] = [state.ticket_json(i, now) for i in first]
+    if faults.wrong_type_pages > 0:
+        faults.wrong_type_pages -= 1
+        for k, t in enumerate(tickets):
+            if k % 20 == 5:
+                t["requester_id"] = "not-a-number"
+            elif k % 20 == 7:
+                t["tags"] = "comma,separated,string"
+            elif k % 20 == 9:
+                t["subject"] = {"unexpected": "object"}
+    if faults.huge_body_pages > 0 and tickets:
+        faults.huge_body_pages -= 1
+        tickets[0]["description"] = "A very long complaint. " * (2**20 // 23 + 1)
+    dirty = faults.dirty_text_pages > 0 and bool(tickets)
+    if dirty:
+        faults.dirty_text_pages -= 1
+        for k, t in enumerate(tickets):
+            if k % 10 == 2:
+                t["subject"] = "Refund\x00 please\x07\x1b[31m now"
+                t["description"] = (t["description"] or "") + " BADUTF8 <p>Hi</p><script>alert('x')</script>"
+    return dirty
+
+
+def _add_ticket_routes(app: FastAPI, state: SimState, config: SimConfig) -> None:
+    """Cursor-based incremental ticket export (with metric sets and page faults) and ``show_many``."""
+
     @app.get("/api/v2/incremental/tickets/cursor.json")
     def export_tickets(request: Request):
         q = request.query_params
@@ -388,20 +481,9 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
         with state.lock:
             # Zendesk leaves the most recent minute's changes out of the export (they come with a later request).
             now, faults = state.now - config.export_exclude_recent_seconds, state.faults
-            if "cursor" in q:
-                decoded = decode_cursor(q["cursor"], 2)
-                if faults.reject_cursors or decoded is None:
-                    return json_response({"error": "InvalidPaginationParameter",
-                                          "description": "cursor is invalid or expired"}, 422)
-                start = (decoded[0], decoded[1] + 1)
-            elif "start_time" in q:
-                try:
-                    start = (int(q["start_time"]), 0)
-                except ValueError:
-                    return json_response({"error": "InvalidValue", "description": "start_time must be unix"}, 400)
-            else:
-                return json_response({"error": "InvalidPaginationParameter",
-                                      "description": "start_time or cursor is required"}, 400)
+            start = _export_start(q, faults)
+            if isinstance(start, Response):
+                return start
             ids, last, end = state.export(start, now, per_page)
             tickets = [state.ticket_json(i, now) for i in ids]
             metric_sets = [state.metric_set(i, now) for i in ids] if "metric_sets" in q.get("include", "") else None
@@ -414,43 +496,7 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             }
             if metric_sets is not None:
                 body["metric_sets"] = metric_sets
-            if faults.missing_field_pages > 0:
-                faults.missing_field_pages -= 1
-                for t in tickets:
-                    t.pop(faults.missing_field, None)
-            if faults.invalid_row_pages > 0:
-                faults.invalid_row_pages -= 1
-                for k, t in enumerate(tickets):
-                    if k % 20 == 3:
-                        t["status"] = "bogus"
-                    elif k % 20 == 11:
-                        t["created_at"] = iso(t["generated_timestamp"] + 86400)
-            if faults.duplicate_id_pages > 0 and tickets:
-                faults.duplicate_id_pages -= 1
-                tickets.extend(dict(t) for t in tickets[: max(1, len(tickets) // 20)])
-            if faults.repeat_across_pages > 0 and "cursor" in q:
-                faults.repeat_across_pages -= 1
-                first, _, _ = state.export((0, 0), now, 5)
-                tickets[:0] = [state.ticket_json(i, now) for i in first]
-            if faults.wrong_type_pages > 0:
-                faults.wrong_type_pages -= 1
-                for k, t in enumerate(tickets):
-                    if k % 20 == 5:
-                        t["requester_id"] = "not-a-number"
-                    elif k % 20 == 7:
-                        t["tags"] = "comma,separated,string"
-                    elif k % 20 == 9:
-                        t["subject"] = {"unexpected": "object"}
-            if faults.huge_body_pages > 0 and tickets:
-                faults.huge_body_pages -= 1
-                tickets[0]["description"] = "A very long complaint. " * (2**20 // 23 + 1)
-            dirty = faults.dirty_text_pages > 0 and bool(tickets)
-            if dirty:
-                faults.dirty_text_pages -= 1
-                for k, t in enumerate(tickets):
-                    if k % 10 == 2:
-                        t["subject"] = "Refund\x00 please\x07\x1b[31m now"
-                        t["description"] = (t["description"] or "") + " BADUTF8 <p>Hi</p><script>alert('x')</script>"
+            dirty = _damage_export_page(state, faults, tickets, now, resumed="cursor" in q)
             if faults.malformed_pages > 0:
                 faults.malformed_pages -= 1
                 raw = orjson.dumps(body)
@@ -459,6 +505,27 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             return Response(orjson.dumps(body).replace(b"BADUTF8", b"caf\xe9 \xff\xfe"),
                             media_type="application/json")
         return json_response(body)
+
+    @app.get("/api/v2/tickets/show_many.json")
+    def show_many(request: Request):
+        try:
+            ids = [int(x) for x in request.query_params.get("ids", "").split(",") if x]
+        except ValueError:
+            return json_response({"error": "InvalidValue", "description": "ids must be integers"}, 400)
+        if len(ids) > 100:
+            return json_response({"error": "TooManyValues", "description": "at most 100 ids"}, 400)
+        with state.lock:
+            now = state.now
+            found = [state.ticket_json(i, now) for i in ids
+                     if i in state.by_id and state.by_id[i].created_at <= now]
+        return json_response({"tickets": found})
+
+
+# ------------------------------------------------------------------------------------------------ ratings
+
+def _add_rating_routes(app: FastAPI, state: SimState) -> None:
+    """Legacy CSAT: ``satisfaction_ratings`` with cursor pagination. (The newer survey-responses API, and the
+    switch between the two, live in ``helpdesk_sim.zendesk_extras``.)"""
 
     @app.get("/api/v2/satisfaction_ratings")
     @app.get("/api/v2/satisfaction_ratings.json")
@@ -484,52 +551,71 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             "links": {"next": nxt, "prev": None},
         })
 
-    def listing(request: Request, key: str, items: list[dict[str, Any]]):
-        q = request.query_params
-        size = min(int(q.get("page[size]", 100)), 100)
-        offset = 0
-        if "page[after]" in q:
-            decoded = decode_cursor(q["page[after]"], 1)
-            if decoded is None:
-                return json_response({"error": "InvalidPaginationParameter"}, 422)
-            offset = decoded[0]
-        page, more = items[offset: offset + size], offset + size < len(items)
-        base = str(request.base_url).rstrip("/")  # Zendesk's url fields are absolute
-        page = [{**item, "url": base + item["url"]} if str(item.get("url", "")).startswith("/") else item
-                for item in page]
-        after = encode_cursor(offset + size) if more else None
-        nxt = f"{request.base_url}{request.url.path.lstrip('/')}?page[size]={size}&page[after]={after}" \
-            if more else None
-        return json_response({key: page, "meta": {"has_more": more, "after_cursor": after},
-                              "links": {"next": nxt, "prev": None}})
+
+# ---------------------------------------------------------------------------------- users, groups, fields
+
+def _listing(request: Request, key: str, items: list[dict[str, Any]]) -> Response:
+    """One page of a cursor-paginated list endpoint (``page[size]``/``page[after]``), with absolute urls."""
+    q = request.query_params
+    size = min(int(q.get("page[size]", 100)), 100)
+    offset = 0
+    if "page[after]" in q:
+        decoded = decode_cursor(q["page[after]"], 1)
+        if decoded is None:
+            return json_response({"error": "InvalidPaginationParameter"}, 422)
+        offset = decoded[0]
+    page, more = items[offset: offset + size], offset + size < len(items)
+    base = str(request.base_url).rstrip("/")  # Zendesk's url fields are absolute
+    page = [{**item, "url": base + item["url"]} if str(item.get("url", "")).startswith("/") else item
+            for item in page]
+    after = encode_cursor(offset + size) if more else None
+    nxt = f"{request.base_url}{request.url.path.lstrip('/')}?page[size]={size}&page[after]={after}" \
+        if more else None
+    return json_response({key: page, "meta": {"has_more": more, "after_cursor": after},
+                          "links": {"next": nxt, "prev": None}})
+
+
+def _add_directory_routes(app: FastAPI, state: SimState, dataset: Dataset) -> None:
+    """Groups, users (agents, filterable by role) and ticket fields: the lookups ingest and preflight read."""
 
     @app.get("/api/v2/groups.json")
     def list_groups(request: Request):
-        return listing(request, "groups", dataset.groups)
+        return _listing(request, "groups", dataset.groups)
 
     @app.get("/api/v2/users.json")
     def list_users(request: Request):
         roles = request.query_params.getlist("role[]") or request.query_params.getlist("role")
         users = [u for u in dataset.agents if not roles or u.get("role") in roles]
-        return listing(request, "users", users)
+        return _listing(request, "users", users)
 
     @app.get("/api/v2/ticket_fields.json")
     def list_ticket_fields(request: Request):
-        return listing(request, "ticket_fields", ticket_fields(state, str(request.base_url).rstrip("/")))
+        return _listing(request, "ticket_fields", ticket_fields(state, str(request.base_url).rstrip("/")))
 
-    @app.get("/api/v2/tickets/show_many.json")
-    def show_many(request: Request):
+
+# ----------------------------------------------------------------------------------- write-back and jobs
+
+def _parse_updates(request: Request, body: Any) -> list[tuple[int, dict[str, Any]]] | Response:
+    """The (ticket id, update) pairs of an ``update_many`` body: ``tickets[]``, or ``ids=`` plus one
+    ``ticket``; or the 400 answer."""
+    if isinstance(body.get("tickets"), list):
+        updates = [(int(u["id"]), u) for u in body["tickets"] if isinstance(u, dict) and "id" in u]
+    elif isinstance(body.get("ticket"), dict) and request.query_params.get("ids"):
         try:
-            ids = [int(x) for x in request.query_params.get("ids", "").split(",") if x]
+            ids = [int(x) for x in request.query_params["ids"].split(",") if x]
         except ValueError:
             return json_response({"error": "InvalidValue", "description": "ids must be integers"}, 400)
-        if len(ids) > 100:
-            return json_response({"error": "TooManyValues", "description": "at most 100 ids"}, 400)
-        with state.lock:
-            now = state.now
-            found = [state.ticket_json(i, now) for i in ids
-                     if i in state.by_id and state.by_id[i].created_at <= now]
-        return json_response({"tickets": found})
+        updates = [(i, body["ticket"]) for i in ids]
+    else:
+        return json_response({"error": "InvalidValue", "description": "tickets[] or ids + ticket required"}, 400)
+    if len(updates) > 100:
+        return json_response({"error": "TooManyValues", "description": "at most 100 tickets per request"}, 400)
+    return updates
+
+
+def _add_job_routes(app: FastAPI, state: SimState, config: SimConfig) -> None:
+    """``update_many`` (applied at once, answered with a queued job; queue limit, lost answers) and
+    ``job_statuses`` (completes after a number of polls, expires after ``job_ttl_seconds``)."""
 
     @app.put("/api/v2/tickets/update_many.json")
     async def update_many(request: Request):
@@ -537,18 +623,9 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return json_response({"error": "InvalidJSON"}, 400)
-        if isinstance(body.get("tickets"), list):
-            updates = [(int(u["id"]), u) for u in body["tickets"] if isinstance(u, dict) and "id" in u]
-        elif isinstance(body.get("ticket"), dict) and request.query_params.get("ids"):
-            try:
-                ids = [int(x) for x in request.query_params["ids"].split(",") if x]
-            except ValueError:
-                return json_response({"error": "InvalidValue", "description": "ids must be integers"}, 400)
-            updates = [(i, body["ticket"]) for i in ids]
-        else:
-            return json_response({"error": "InvalidValue", "description": "tickets[] or ids + ticket required"}, 400)
-        if len(updates) > 100:
-            return json_response({"error": "TooManyValues", "description": "at most 100 tickets per request"}, 400)
+        updates = _parse_updates(request, body)
+        if isinstance(updates, Response):
+            return updates
         with state.lock:
             if config.max_queued_jobs and state.queued_jobs() >= config.max_queued_jobs:
                 state.stats["rate_limited"] += 1
@@ -595,11 +672,15 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             "progress": job["total"] if done else 0, "results": job["results"] if done else None,
             "message": "Completed" if done else None}})
 
-    # ------------------------------------------------------------------------------------------ admin
+
+# ------------------------------------------------------------------------------------------------ admin
+
+def _add_admin_routes(app: FastAPI, state: SimState) -> None:
+    """``/_sim`` controls: health, the clock, the fault switches, request counters, one ticket as served."""
 
     @app.get("/_sim/health")
     def health():
-        return {"ok": True, "tickets": len(dataset.tickets), "now": state.now}
+        return {"ok": True, "tickets": len(state.ds.tickets), "now": state.now}
 
     @app.get("/_sim/clock")
     def get_clock():
@@ -642,7 +723,9 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
                 return json_response({"error": "RecordNotFound"}, 404)
             return state.ticket_json(ticket_id, state.now)
 
-    install_zendesk_extras(app, state, config, (basic, bearer))
+
+def _add_truth_routes(app: FastAPI, state: SimState, config: SimConfig, dataset: Dataset) -> None:
+    """The source of truth tests compare TicketLens with: what the export can show, and every write-back."""
 
     @app.get("/_sim/snapshot")
     def snapshot():
@@ -664,5 +747,3 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
     def get_updates():
         with state.lock:
             return json_response(list(state.updates))
-
-    return app

@@ -73,7 +73,7 @@ def client_env(warehouse_url: str, sim: SimHandle, rate_per_minute: int = 60_000
 
     Runs that train use the fast ``tfidf`` classifier profile: these tests are about ingest, scoring and
     write-back mechanics. The default profile is trained and served through the flow by its own test
-    (tests/test_training.py) and by the production-path test (tests/test_deployments.py). ``extra`` overrides.
+    (tests/flows/test_training.py) and by the production-path test (tests/e2e/test_deployments.py). ``extra`` overrides.
     """
     return {
         "TICKETLENS_CLASSIFIER_PROFILE": "tfidf",
