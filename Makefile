@@ -30,7 +30,7 @@ lint: install
 check-helpdesk: install
 	$(UV) run ticketlens doctor $(ARGS)
 
-## Regenerate docs/configuration.md from the settings' field descriptions (tests/test_docs.py fails when it is stale).
+## Regenerate docs/configuration.md from the settings' field descriptions (tests/unit/test_docs.py fails when it is stale).
 .PHONY: docs
 docs: install
 	$(UV) run python -m ticketlens.docgen

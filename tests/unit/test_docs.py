@@ -19,7 +19,7 @@ from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
 from ticketlens import docgen
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SENTINEL = "https://docs-check.example/sentinel"
 

@@ -29,7 +29,7 @@ from ticketlens.models.classifier import build_pipeline, resolve_config
 
 pytestmark = pytest.mark.slow
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 MODEL = "tl-portability"
 TOY = pd.DataFrame({
     "subject": ["reset my password", "app crashes on open", "refund please", "card lost", "login fails"] * 6,
