@@ -173,6 +173,8 @@ def use_local_prefect_home() -> str | None:
     # The demo's Prefect server starts in a subprocess on the first flow; Prefect waits 20 s for it, which a busy
     # 2-core machine can exceed (seen: the demo failing at ingest with "Timed out while attempting to connect").
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    # Its telemetry service phones home every 10 min; offline that prints an ERROR line into the tour.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     return os.environ["PREFECT_HOME"]
 
 
