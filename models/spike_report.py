@@ -7,14 +7,17 @@ holds the alert transaction open.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
-from ticketlens.models.spikes import HOUR, Alert
+from ticketlens.models.spikes import HOUR, Alert, SpikeParams, detect_spikes, hourly_model
 from ticketlens.models.taxonomy import load_taxonomy
 
 # ------------------------------------------------------------------------------------------------ results
@@ -138,32 +141,160 @@ def charts_markdown(served: list[str]) -> str:
 
 # ------------------------------------------------------------------------------------------------ chart
 
+BAND = 0.99  # central predictive interval of one hour's count drawn around the expected line
+CHART_DAYS = 7
+
 
 def chart_file_name(series: str, hour) -> str:
     return f"spike-{series.replace('.', '-')}-{hour:%Y%m%dT%H}.png"
 
 
-def render_chart(counts: pd.Series, alert: Alert, expected_now: float, path: Path) -> Path:
-    """PNG of the series' last 7 days of hourly counts with the alert's hours shaded and this hour marked."""
+@dataclass(frozen=True)
+class QuietPeak:
+    """An earlier hour about as busy as the alert that raised no alert, and the detector's reason why not."""
+
+    hour: datetime
+    observed: int
+    expected: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """What the spike chart plots: the last 7 days of one series, its model and the alert."""
+
+    series: str
+    title: str
+    hours: pd.DatetimeIndex  # hour starts, oldest first, the alert's last flagged hour last
+    observed: np.ndarray
+    expected: np.ndarray  # the model's one-step-ahead expected count per hour (NaN: not enough history yet)
+    band_low: np.ndarray  # the 99 % predictive interval of one hour's count under NB(expected, α)
+    band_high: np.ndarray
+    alert_start: datetime
+    alert_hours: list[datetime]  # hours of the window the alert flagged or kept open
+    quiet_peaks: list[QuietPeak]
+
+
+def _nb_interval(expected: np.ndarray, alpha: float, min_expected: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central ``BAND`` interval of one hour's count under the detector's NB(max(μ, floor), α)."""
+    mu = np.maximum(np.nan_to_num(expected, nan=min_expected), min_expected)
+    size = 1.0 / max(alpha, 1e-9)
+    prob = size / (size + mu)
+    tail = (1 - BAND) / 2
+    low, high = stats.nbinom.ppf(tail, size, prob), stats.nbinom.ppf(1 - tail, size, prob)
+    missing = np.isnan(expected)
+    return np.where(missing, np.nan, low), np.where(missing, np.nan, high)
+
+
+def _why_quiet(counts: pd.DataFrame, series: str, hour: datetime, band_high: float, *, parents: Mapping[str, str],
+               params: SpikeParams, exclude: pd.DataFrame | None) -> str:
+    """Why the detector did not flag ``series`` in ``hour``: the first of its conditions the hour failed."""
+    if exclude is not None and series in exclude.columns and hour in exclude.index and bool(exclude.loc[hour, series]):
+        return "inside an earlier alert"
+    row = detect_spikes(counts, hour + HOUR, parents=parents, params=params, exclude=exclude).set_index(
+        "series").loc[series]
+    if bool(row["is_spike"]):
+        return "flagged (alert already open)"
+    if row["status"] == "warming_up":
+        return f"too little history (< {params.min_history_hours} h)"
+    if row["status"] == "new_category" and row["observed"] < params.new_category_min_count:
+        return f"new category: pages from {params.new_category_min_count}/h"
+    if row["status"] == "covered_by_leaf":
+        return "a sub-category's alert covers it"
+    if row["observed"] <= band_high:
+        return "inside the 99% band"
+    if row["observed"] < params.min_count:
+        return f"below the paging floor ({params.min_count}/h)"
+    window_ratio = row["window_observed"] / max(row["window_expected"], 1e-9)
+    if window_ratio < params.min_ratio:
+        over = f" over its {row['window_hours']} h window" if row["window_hours"] > 1 else ""
+        return f"only {window_ratio:.1f}× expected{over} (pages from {params.min_ratio:g}×)"
+    return f"not significant across categories (q = {row['q_value']:.1e} > FDR {params.fdr:g})"
+
+
+def _quiet_peaks(window: pd.Series, alert_hours: set, share: float, max_peaks: int) -> list[datetime]:
+    """Hours outside the alert at least ``share`` × the alert's peak, tallest first, one per 6 hours."""
+    alerted = window[window.index.isin(list(alert_hours))]
+    if not len(alerted) or alerted.max() <= 0:
+        return []
+    floor = share * alerted.max()
+    candidates = window[~window.index.isin(list(alert_hours)) & (window >= floor) & (window > 0)]
+    picked: list[datetime] = []
+    for hour in candidates.sort_values(ascending=False, kind="stable").index:
+        if all(abs(hour - other) >= 6 * HOUR for other in picked):
+            picked.append(hour)
+        if len(picked) == max_peaks:
+            break
+    return sorted(picked)
+
+
+def spike_chart_data(counts: pd.DataFrame, alert: Alert, *, parents: Mapping[str, str],
+                     params: SpikeParams | None = None, exclude: pd.DataFrame | None = None,
+                     peak_share: float = 0.8, max_peaks: int = 3) -> ChartData:
+    """The chart's data for ``alert``: 7 days of counts, expected line and band, alert hours, explained peaks.
+
+    ``counts``/``parents``/``exclude`` as for ``detect_spikes`` (the counts must reach the alert's last flagged
+    hour and have the detector's lookback before it). Earlier hours at least ``peak_share`` × the alert's peak that
+    raised no alert are explained by re-running the detector on them (``max_peaks`` at most).
+    """
+    p = params or SpikeParams()
+    hour = alert.last_spike_at or alert.started_at
+    model = hourly_model(counts, hour + HOUR, parents=parents, params=p, exclude=exclude)
+    window = counts[alert.series].loc[hour - timedelta(days=CHART_DAYS) + HOUR: hour]
+    expected = model.expected[alert.series].reindex(window.index).to_numpy(dtype=float)
+    low, high = _nb_interval(expected, float(model.dispersion[alert.series]), model.min_expected)
+    alert_hours = [h for h in window.index if alert.started_at <= h <= hour]
+    peaks = []
+    for peak in _quiet_peaks(window, set(alert_hours), peak_share, max_peaks):
+        i = window.index.get_loc(peak)
+        reason = _why_quiet(counts, alert.series, peak.to_pydatetime(), float(high[i]) if np.isfinite(high[i])
+                            else np.inf, parents=parents, params=p, exclude=exclude)
+        peaks.append(QuietPeak(hour=peak.to_pydatetime(), observed=int(window.iloc[i]),
+                               expected=float(expected[i]), reason=reason))
+    return ChartData(series=alert.series, title=category_path(alert.series), hours=window.index,
+                     observed=window.to_numpy(), expected=expected, band_low=low, band_high=high,
+                     alert_start=alert.started_at, alert_hours=[h.to_pydatetime() for h in alert_hours],
+                     quiet_peaks=peaks)
+
+
+def render_chart(data: ChartData, path: Path) -> Path:
+    """PNG: hourly counts over 7 days, the expected count with its 99 % band, the alert shaded and its hours
+    marked, and each earlier peak that raised no alert labelled with the reason."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    hour = alert.last_spike_at or alert.started_at
-    window = counts.loc[hour - timedelta(days=7) + HOUR: hour]
-    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    x = data.hours + HOUR / 2  # plot each hour at its middle
+    notes = [f"({n}) {peak.hour:%a %m-%d %H}:00 — {peak.observed} tickets vs {peak.expected:.1f} expected: "
+             f"no alert, {peak.reason}" for n, peak in enumerate(data.quiet_peaks, start=1)]
+    fig, ax = plt.subplots(figsize=(11, 3.8 + 0.22 * len(notes)), dpi=100)
     try:
-        ax.plot(window.index, window.to_numpy(), color="#4a6fa5", linewidth=1.2, label="tickets per hour")
-        ax.axvspan(alert.started_at, hour + HOUR, color="#e4572e", alpha=0.18, label="alert")
-        ax.scatter([hour + HOUR / 2], [int(window.iloc[-1]) if len(window) else 0], color="#e4572e", zorder=3)
-        ax.hlines(expected_now, hour, hour + HOUR, colors="black", linestyles="dashed", label="expected")
-        ax.set_title(f"{category_path(alert.series)} — last 7 days (UTC)", fontsize=10)
+        ax.fill_between(x, data.band_low, data.band_high, color="#9aa5b1", alpha=0.35, linewidth=0,
+                        label=f"expected range ({BAND:.0%})")
+        ax.plot(x, data.expected, color="black", linestyle="--", linewidth=1.0, label="expected")
+        ax.plot(x, data.observed, color="#4a6fa5", linewidth=1.2, label="tickets per hour")
+        if data.alert_hours:
+            ax.axvspan(data.alert_start, data.alert_hours[-1] + HOUR, color="#e4572e", alpha=0.18, label="alert")
+            flagged = data.hours.isin(data.alert_hours)
+            ax.scatter(x[flagged], data.observed[flagged], color="#e4572e", zorder=3, s=18, label="alert hours")
+        top = float(np.nanmax([np.nanmax(data.observed, initial=0), np.nanmax(data.band_high, initial=0)]))
+        for n, peak in enumerate(data.quiet_peaks, start=1):
+            px = peak.hour + HOUR / 2
+            ax.scatter([px], [peak.observed], facecolors="none", edgecolors="#6b4c9a", zorder=3, s=40,
+                       label="earlier peak, no alert" if n == 1 else None)
+            ax.annotate(f"({n})", xy=(px, peak.observed), xytext=(0, 7), textcoords="offset points", ha="center",
+                        fontsize=8, color="#6b4c9a")
+        if notes:
+            fig.text(0.01, 0.01, "\n".join(notes), fontsize=8, color="#3d2b5c", va="bottom", ha="left")
+        ax.set_ylim(0, max(top * 1.25, 1.0))
+        ax.set_title(f"{data.title} — last 7 days (UTC)", fontsize=10)
         ax.set_ylabel("tickets / hour")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.set_xlabel("hour (UTC)")
+        ax.legend(loc="upper left", fontsize=7, ncol=3)
         ax.grid(alpha=0.3)
         fig.autofmt_xdate()
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.22 * len(notes) / fig.get_figheight() + (0.02 if notes else 0), 1, 1))
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png")
     finally:

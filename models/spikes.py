@@ -663,6 +663,41 @@ def detect_spikes(
     })
 
 
+@dataclass(frozen=True)
+class HourlyModel:
+    """The detector's model of recent hours, as ``detect_spikes`` sees it at ``as_of`` (for charts and reports)."""
+
+    expected: pd.DataFrame  # one-step-ahead expected count per hour (rows) and series (columns); NaN = no model
+    dispersion: pd.Series  # the series' one-hour NB α, calibrated (the ``dispersion`` column of ``detect_spikes``)
+    min_expected: float  # the floor the test puts under the expected count
+
+
+def hourly_model(
+    counts: pd.DataFrame,
+    as_of: datetime,
+    *,
+    parents: Mapping[str, str],
+    params: SpikeParams | None = None,
+    exclude: pd.DataFrame | None = None,
+) -> HourlyModel:
+    """Expected counts of the hours before ``as_of`` (up to ``dispersion_hours``) and of the evaluated hour.
+
+    Each hour's expectation is the seasonal baseline × recent level computed from the hours *before* it (one step
+    ahead), exactly as the detector fits its dispersion; hours with less than ``min_history_hours`` of data before
+    them have none (NaN).
+    """
+    p = params or SpikeParams()
+    c = _read_counts(counts, as_of, parents, p, exclude)
+    e = _expectations(c, p)
+    one_hour = estimate_series_dispersion(e.hist_y, e.hist_mu, p, pooled_from=c.leaf_cols)
+    _, alpha = _calibrated(one_hour, e.hist_y, e.hist_mu, c.leaf_cols, p)
+    index = counts.loc[c.hour - p.lookback_hours * HOUR: c.hour].index
+    expected = pd.DataFrame(np.nan, index=index, columns=c.columns)
+    expected.iloc[e.targets] = np.maximum(e.base.expected, 0.0)
+    return HourlyModel(expected=expected, dispersion=pd.Series(alpha, index=c.columns),
+                       min_expected=p.min_expected)
+
+
 # ------------------------------------------------------------------------------------------------ lifecycle
 
 

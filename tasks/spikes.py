@@ -37,6 +37,7 @@ from ticketlens.models.spike_report import (
     charts_markdown,
     describe_hours,
     render_chart,
+    spike_chart_data,
 )
 from ticketlens.models.spikes import (
     HOUR,
@@ -240,13 +241,11 @@ def _detect(ev: _Evaluation, hour_end: datetime) -> pd.DataFrame:
                          active=list(ev.open_alerts))
 
 
-def _draw_charts(ev: _Evaluation, notes: list[Notification], detections: pd.DataFrame,
-                 hour: datetime) -> dict[int, tuple[Path, str]]:
+def _draw_charts(ev: _Evaluation, notes: list[Notification], hour: datetime) -> dict[int, tuple[Path, str]]:
     """Chart of each opened or grown alert, drawn before its transaction: {note index: (file, URL or path)}.
 
     A chart is a nicety: one that cannot be drawn is logged and the alert goes out without it.
     """
-    expected = detections.set_index("series")["expected"]
     charts: dict[int, tuple[Path, str]] = {}
     for i, note in enumerate(notes):
         if note.kind not in ("opened", "grew"):
@@ -254,7 +253,8 @@ def _draw_charts(ev: _Evaluation, notes: list[Notification], detections: pd.Data
         alert = note.alert
         path = Path(ev.settings.reports_dir) / chart_file_name(alert.series, hour)
         try:
-            render_chart(ev.counts[alert.series], alert, float(expected.loc[alert.series]), path)
+            render_chart(spike_chart_data(ev.counts, alert, parents=ev.parents, params=ev.params, exclude=ev.mask),
+                         path)
         except Exception as exc:  # never lose the alert over its chart
             _logger().warning("could not draw the chart for %s: %s", alert.series, exc)
             continue
@@ -341,7 +341,7 @@ def _apply_hour(ev: _Evaluation, hour_end: datetime) -> pd.DataFrame:
     hour = hour_end - HOUR
     detections = _detect(ev, hour_end)
     changed, notes = advance_alerts(ev.open_alerts.values(), detections, hour, ev.lifecycle)
-    charts = _draw_charts(ev, notes, detections, hour)
+    charts = _draw_charts(ev, notes, hour)
     _commit_hour(ev, hour_end, detections, changed, notes, charts)
     _mask_open_alerts(ev, hour)
     return detections
