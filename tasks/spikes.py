@@ -4,7 +4,8 @@ Detection is per evaluated hour, oldest first: a run catches up on the hours sin
 most ``TICKETLENS_SPIKE_MAX_CATCHUP_HOURS``), and an hour already evaluated is never applied twice. Each
 hour's alert changes, the Slack messages they imply and the watermark commit in one transaction, so a killed
 run loses nothing and sends nothing twice. Messages wait in ``slack_messages`` (an outbox): a post that fails
-stays ``failed`` and is retried by the next run; Slack being down never fails the pipeline.
+stays ``failed`` and is retried by the next run; Slack being down never fails the pipeline. Charts are drawn
+(``models.spike_report``) before the hour's transaction opens, so a slow chart never holds warehouse locks.
 """
 
 from __future__ import annotations
