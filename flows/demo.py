@@ -367,11 +367,11 @@ def main(argv: list[str] | None = None) -> int:
             stage.detail(f"not re-scored: {scored.get('already_current', 0):,} already scored by this model version "
                          f"(the backfill), {scored.get('echoes', 0):,} write-back echoes")
             print_routed(url)
-            if "error" in spikes:
-                stage.detail(f"spike detection FAILED: {spikes['error']}")
+            if spikes is None:
+                stage.detail(f"spike detection FAILED: {hourly['failed_steps'].get('spike-detection')}")
             else:
-                stage.detail(f"spike detection over the month: {spikes['opened']} new alert(s) this run "
-                             f"({spikes['slack']['not_sent']} Slack message(s) stored as not sent: set "
+                stage.detail(f"spike detection over the month: {spikes.opened} new alert(s) this run "
+                             f"({spikes.slack.not_sent} Slack message(s) stored as not sent: set "
                              "TICKETLENS_SLACK_WEBHOOK_URL to post them). Planted incidents:")
                 for line in incident_report(url, settings):
                     stage.detail(f"  {line}")

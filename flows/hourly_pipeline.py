@@ -87,11 +87,10 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> tuple[dict,
         failures["spike-detection"] = spike_failure + "; the next run catches the hour up"
     if is_skipped(spike_state):
         spike_line = "- spikes: skipped, another spike-detection run holds its lock (the next run catches up)"
-    elif spikes and "opened" in spikes:
-        spike_line = (f"- spikes: {spikes['opened']} opened, {spikes['grew']} grew, {spikes['resolved']} resolved; "
-                      f"Slack {spikes['slack']['sent']} sent, {spikes['slack']['failed']} failed (retried next run)")
-    else:
-        spikes = {"error": spike_failure}
+    elif spikes is not None:
+        spike_line = (f"- spikes: {spikes.opened} opened, {spikes.grew} grew, {spikes.resolved} resolved; "
+                      f"Slack {spikes.slack.sent} sent, {spikes.slack.failed} failed (retried next run)")
+    else:  # detection did not finish: failed_steps says why
         spike_line = f"- spikes: detection FAILED ({spike_failure}); the next run catches the hour up"
     lines = [
         "# Hourly pipeline",

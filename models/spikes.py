@@ -406,21 +406,12 @@ def window_multiplicity(history_pvalues: np.ndarray, p: SpikeParams) -> float:
     return float(np.clip(below_any / below_one, 1.0, n))
 
 
-def nb_upper_pvalue(observed: np.ndarray, expected: np.ndarray, alpha: float) -> np.ndarray:
-    """P(Y ≥ observed) for Y ~ NB(mean=expected, var=μ+αμ²); Poisson when α is 0."""
-    observed = np.asarray(observed, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    if alpha <= 0:
-        return stats.poisson.sf(observed - 1, expected)
-    size = 1.0 / alpha
-    return stats.nbinom.sf(observed - 1, size, size / (size + expected))
+def nb_upper_pvalue(observed: np.ndarray, expected: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
+    """P(Y ≥ observed) for Y ~ NB(mean=expected, var=μ+αμ²), elementwise (``alpha`` a scalar or one per element).
 
-
-def nb_upper_pvalue_vec(observed: np.ndarray, expected: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``nb_upper_pvalue`` with one dispersion per element: P(Y ≥ y) = I_{1-p}(y, size) (regularised beta).
-
-    Straight from ``scipy.special.betainc`` (the scipy.stats wrapper costs ~10× more; the calibration evaluates
-    this on thousands of history periods every hour).
+    P(Y ≥ y) = I_{1-p}(y, size), the regularised beta, straight from ``scipy.special.betainc``: the scipy.stats
+    wrapper costs ~10× more, and the calibration evaluates this on thousands of history periods every hour. α is
+    floored at 1e-9, so α = 0 gives the Poisson tail (to ~1e-8 relative).
     """
     y = np.asarray(observed, dtype=float)
     mu = np.asarray(expected, dtype=float)
@@ -439,6 +430,178 @@ def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
     if ok.any():
         out[ok] = stats.false_discovery_control(pvalues[ok], method="bh")
     return out
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """The counts ``detect_spikes`` reads, as arrays: rows = hours (the evaluated one last), columns = series."""
+
+    hour: datetime  # start of the evaluated hour
+    columns: list[str]
+    leaf_cols: np.ndarray  # (series,) True for leaf categories (keys of ``parents``)
+    y: np.ndarray  # (hours, series) counts
+    usable: np.ndarray  # (hours, series) False inside past alerts (kept out of the baseline)
+    t: int  # row of the evaluated hour
+    first: int  # first row with any ticket
+
+
+def _read_counts(counts: pd.DataFrame, as_of: datetime, parents: Mapping[str, str], p: SpikeParams,
+                 exclude: pd.DataFrame | None) -> _Counts:
+    """Cut the counts to the lookback window and turn them into arrays; say clearly what is missing."""
+    hour = floor_hour(as_of) - HOUR
+    if hour not in counts.index:
+        raise ValueError(f"the counts do not cover the evaluated hour {hour.isoformat()} "
+                         f"(they span {counts.index.min()} .. {counts.index.max()})")
+    counts = counts.loc[hour - p.lookback_hours * HOUR: hour]
+    columns = list(counts.columns)
+    leaf_cols = np.array([c in parents for c in columns])
+    if not leaf_cols.any():
+        raise ValueError("no leaf category columns in the counts (none of them is a key of `parents`)")
+    y = counts.to_numpy(dtype=float)
+    usable = np.ones_like(y, dtype=bool)
+    if exclude is not None:
+        ex = exclude.reindex(index=counts.index, columns=columns, fill_value=False).fillna(False)
+        usable = ~ex.to_numpy(dtype=bool)
+    nonzero = np.flatnonzero(y[:, leaf_cols].sum(axis=1) > 0)
+    t = len(counts) - 1
+    first = min(int(nonzero[0]) if len(nonzero) else t, t)
+    return _Counts(hour=hour, columns=columns, leaf_cols=leaf_cols, y=y, usable=usable, t=t, first=first)
+
+
+@dataclass(frozen=True)
+class _Expectations:
+    """One-step-ahead expectations: of the evaluated hour and of the history hours the dispersion is fitted on."""
+
+    base: _Baseline  # rows = ``targets``: the warm history hours, then the evaluated hour
+    targets: np.ndarray
+    warm: np.ndarray  # history rows with ``min_history_hours`` of data before them
+    observed: np.ndarray  # (series,) the evaluated hour's counts
+    expected: np.ndarray  # (series,) its baseline (≥ 0)
+    mu: np.ndarray  # (series,) the mean the test uses (≥ ``min_expected``)
+    hist_y: np.ndarray  # (warm, series)
+    hist_mu: np.ndarray  # (warm, series)
+
+
+def _expectations(c: _Counts, p: SpikeParams) -> _Expectations:
+    disp_targets = np.arange(max(c.t - p.dispersion_hours, c.first + 1), c.t)
+    warm = disp_targets[disp_targets - c.first >= p.min_history_hours]
+    targets = np.concatenate([warm, [c.t]]).astype(int)
+    base = _baseline(c.y, c.usable, c.leaf_cols, c.first, targets, p)
+    expected = np.maximum(base.expected[-1], 0.0)
+    # Every history hour counts towards the dispersion, past alert hours included
+    # (``estimate_series_dispersion`` says why).
+    return _Expectations(base=base, targets=targets, warm=warm, observed=c.y[c.t], expected=expected,
+                         mu=np.maximum(expected, p.min_expected), hist_y=c.y[warm],
+                         hist_mu=np.maximum(base.expected[:-1], p.min_expected))
+
+
+_CALIBRATION_ROWS = slice(-WEEK_HOURS, None)  # calibration on the last week of history: enough periods, 1/3 the cost
+
+
+def _calibrated(disp: Dispersion, hist_y: np.ndarray, hist_mu: np.ndarray, leaf_cols: np.ndarray,
+                p: SpikeParams) -> tuple[float, np.ndarray]:
+    """κ for one window length (``calibrate_dispersion`` on the leaves' last week) and the calibrated α."""
+    cal = _CALIBRATION_ROWS
+    kappa = calibrate_dispersion(hist_y[cal][:, leaf_cols], hist_mu[cal][:, leaf_cols], disp.alpha[leaf_cols], p)
+    return kappa, np.clip(kappa * disp.alpha, p.min_dispersion, p.max_dispersion)
+
+
+def _history_pvalues(hist_y: np.ndarray, hist_mu: np.ndarray, alpha: np.ndarray, leaf_cols: np.ndarray
+                     ) -> np.ndarray:
+    cal = _CALIBRATION_ROWS
+    return nb_upper_pvalue(hist_y[cal][:, leaf_cols], hist_mu[cal][:, leaf_cols], alpha[leaf_cols])
+
+
+@dataclass(frozen=True)
+class _WindowTest:
+    """The best of the 1..``window_hours``-hour windows ending now, per series, and how it was tested."""
+
+    p_value: np.ndarray  # smallest window p-value × ``multiplicity``
+    p_hour: np.ndarray  # the one-hour p-value alone
+    window: np.ndarray  # length of the window that made ``p_value``
+    window_observed: np.ndarray
+    window_expected: np.ndarray
+    alpha: np.ndarray  # one-hour α, calibrated
+    window_alpha: list[np.ndarray]  # α per window length (index k-1): one hour uncalibrated, longer ones calibrated
+    pooled: float  # the one-hour pooled α, before calibration
+    kappa: float  # the one-hour calibration factor
+    multiplicity: float
+
+
+def _test_windows(c: _Counts, e: _Expectations, p: SpikeParams) -> _WindowTest:
+    """NB tests of the windows ending now (1..``window_hours`` hours), corrected for their number.
+
+    A sustained 3× surge on a small category is invisible in any one hour but not over three. Each window length
+    has its own dispersion, estimated from the category's own past k-hour sums: real counts are autocorrelated (a
+    busy hour is followed by busy hours), so a k-hour sum varies more than k independent hours would, and testing
+    it as independent hours makes its p-values far too small. The smallest window p-value is corrected for the
+    number of windows as the category history shows it (``window_multiplicity``).
+    """
+    leaf = c.leaf_cols
+    one_hour = estimate_series_dispersion(e.hist_y, e.hist_mu, p, pooled_from=leaf)
+    kappa, alpha = _calibrated(one_hour, e.hist_y, e.hist_mu, leaf, p)
+    p_hour = pvals = nb_upper_pvalue(e.observed, e.mu, alpha)
+    hist_p = [_history_pvalues(e.hist_y, e.hist_mu, alpha, leaf)]
+    window_alpha = [one_hour.alpha]
+    window = np.ones(len(c.columns), dtype=int)
+    win_obs, win_mu = e.observed.copy(), e.mu.copy()
+    best_obs, best_mu = e.observed.copy(), e.mu.copy()
+    for k in range(2, p.window_hours + 1):
+        row = c.t - (k - 1)
+        pos = np.flatnonzero(e.targets == row)
+        if len(pos) == 0 or len(e.warm) < 24 + k:
+            break
+        win_obs = win_obs + c.y[row]
+        win_mu = win_mu + np.maximum(e.base.expected[pos[0]], p.min_expected)
+        wy, wmu = window_sums(e.hist_y, k)[k - 1:], window_sums(e.hist_mu, k)[k - 1:]
+        _, alpha_k = _calibrated(estimate_series_dispersion(wy, wmu, p, pooled_from=leaf, scale=k * k), wy, wmu,
+                                 leaf, p)
+        window_alpha.append(alpha_k)
+        hist_p.append(_history_pvalues(wy, wmu, alpha_k, leaf))
+        pk = nb_upper_pvalue(win_obs, win_mu, alpha_k)
+        # an earlier hour inside a past alert does not count towards a new one
+        better = c.usable[c.t - (k - 1):c.t].all(axis=0) & (pk < pvals)
+        pvals = np.where(better, pk, pvals)
+        window = np.where(better, k, window)
+        best_obs = np.where(better, win_obs, best_obs)
+        best_mu = np.where(better, win_mu, best_mu)
+    rows = min(len(h) for h in hist_p)
+    multiplicity = window_multiplicity(np.stack([h[len(h) - rows:] for h in hist_p], axis=-1), p)
+    return _WindowTest(p_value=np.minimum(pvals * multiplicity, 1.0), p_hour=p_hour, window=window,
+                       window_observed=best_obs, window_expected=best_mu, alpha=alpha, window_alpha=window_alpha,
+                       pooled=one_hour.pooled, kappa=kappa, multiplicity=multiplicity)
+
+
+def _history_gates(c: _Counts, p: SpikeParams) -> tuple[np.ndarray, np.ndarray]:
+    """(warming, new) per series: too little data overall to test; a category first seen too recently."""
+    first_seen = np.array([np.flatnonzero(c.y[:c.t, j] > 0)[0] if (c.y[:c.t, j] > 0).any() else c.t
+                           for j in range(len(c.columns))])
+    warming = np.full(len(c.columns), c.t - c.first < p.min_history_hours)
+    new = c.t - first_seen < p.min_category_history_hours
+    return warming, new
+
+
+def _passes_guards(testable: np.ndarray, new: np.ndarray, qvals: np.ndarray, observed: np.ndarray,
+                   ratio: np.ndarray, window_ratio: np.ndarray, p: SpikeParams) -> np.ndarray:
+    """The FDR and the paging guards: the hour itself must have ``min_count`` tickets ("fewer tickets than this
+    never page") and be above its expectation; the window that made the p-value must be ``min_ratio`` × its
+    expectation; a new category needs ``new_category_min_count`` tickets in the hour."""
+    significant = (testable & (qvals <= p.fdr) & (observed >= p.min_count) & (window_ratio >= p.min_ratio)
+                   & (ratio >= 1.0))
+    return significant & (~new | (observed >= p.new_category_min_count))
+
+
+def _leave_parents_to_leaves(columns: list[str], leaf_cols: np.ndarray, significant: np.ndarray,
+                             status: np.ndarray, parents: Mapping[str, str], active: Iterable[str]) -> None:
+    """A parent is not paged while one of its leaves spikes or has an open alert (in place)."""
+    spiking = {c for c, s in zip(columns, significant, strict=True) if s} | set(active)
+    children: dict[str, list[str]] = {}
+    for leaf, parent in parents.items():
+        children.setdefault(parent, []).append(leaf)
+    for j, col in enumerate(columns):
+        if not leaf_cols[j] and significant[j] and any(ch in spiking for ch in children.get(col, [])):
+            significant[j] = False
+            status[j] = "covered_by_leaf"
 
 
 def detect_spikes(
@@ -463,131 +626,76 @@ def detect_spikes(
     (κ of the one-hour α), ``window_multiplicity``, ``baseline``, ``status`` and ``is_spike``.
     """
     p = params or SpikeParams()
-    hour = floor_hour(as_of) - HOUR
-    if hour not in counts.index:
-        raise ValueError(f"the counts do not cover the evaluated hour {hour.isoformat()} "
-                         f"(they span {counts.index.min()} .. {counts.index.max()})")
-    counts = counts.loc[hour - p.lookback_hours * HOUR: hour]
-    columns = list(counts.columns)
-    leaf_cols = np.array([c in parents for c in columns])
-    if not leaf_cols.any():
-        raise ValueError("no leaf category columns in the counts (none of them is a key of `parents`)")
-    y = counts.to_numpy(dtype=float)
-    usable = np.ones_like(y, dtype=bool)
-    if exclude is not None:
-        ex = exclude.reindex(index=counts.index, columns=columns, fill_value=False).fillna(False)
-        usable = ~ex.to_numpy(dtype=bool)
-    total = y[:, leaf_cols].sum(axis=1)
-    nonzero = np.flatnonzero(total > 0)
-    t = len(counts) - 1
-    first = int(nonzero[0]) if len(nonzero) else t
-    first = min(first, t)
-
-    disp_targets = np.arange(max(t - p.dispersion_hours, first + 1), t)
-    warm = disp_targets[disp_targets - first >= p.min_history_hours]
-    targets = np.concatenate([warm, [t]]).astype(int)
-    base = _baseline(y, usable, leaf_cols, first, targets, p)
-    observed = y[t]
-    expected = np.maximum(base.expected[-1], 0.0)
-
-    mu = np.maximum(expected, p.min_expected)
-    # One-step-ahead expectations of the history hours; every hour counts towards the dispersion, past alert
-    # hours included (``estimate_series_dispersion`` says why).
-    hist_y = y[warm]
-    hist_mu = np.maximum(base.expected[:-1], p.min_expected)
-    # Windows ending now (1..window_hours hours): a sustained 3× surge on a small category is invisible in any
-    # one hour but not over three. Each window length has its own dispersion, estimated from the category's own
-    # past k-hour sums: real counts are autocorrelated (a busy hour is followed by busy hours), so a k-hour sum
-    # varies more than k independent hours would, and testing it as independent hours makes its p-values far
-    # too small. The smallest window p-value is corrected for the number of windows as the category history
-    # shows it (``window_multiplicity``), then BH over the series.
-    disp = [estimate_series_dispersion(hist_y, hist_mu, p, pooled_from=leaf_cols)]
-    cal = slice(-WEEK_HOURS, None)  # calibration on the last week of history: enough periods, a third of the cost
-    kappa = [calibrate_dispersion(hist_y[cal][:, leaf_cols], hist_mu[cal][:, leaf_cols], disp[0].alpha[leaf_cols],
-                                  p)]
-    alpha = np.clip(kappa[0] * disp[0].alpha, p.min_dispersion, p.max_dispersion)
-    p_hour = pvals = nb_upper_pvalue_vec(observed, mu, alpha)
-    hist_p = [nb_upper_pvalue_vec(hist_y[cal][:, leaf_cols], hist_mu[cal][:, leaf_cols], alpha[leaf_cols])]
-    window = np.ones(len(columns), dtype=int)
-    win_obs, win_mu = observed.copy(), mu.copy()
-    best_obs, best_mu = observed.copy(), mu.copy()
-    n_windows = 1
-    for k in range(2, p.window_hours + 1):
-        row = t - (k - 1)
-        pos = np.flatnonzero(targets == row)
-        if len(pos) == 0 or len(warm) < 24 + k:
-            break
-        n_windows += 1
-        win_obs = win_obs + y[row]
-        win_mu = win_mu + np.maximum(base.expected[pos[0]], p.min_expected)
-        wy, wmu = window_sums(hist_y, k)[k - 1:], window_sums(hist_mu, k)[k - 1:]
-        dk = estimate_series_dispersion(wy, wmu, p, pooled_from=leaf_cols, scale=k * k)
-        kappa.append(calibrate_dispersion(wy[cal][:, leaf_cols], wmu[cal][:, leaf_cols], dk.alpha[leaf_cols], p))
-        dk = replace(dk, alpha=np.clip(kappa[-1] * dk.alpha, p.min_dispersion, p.max_dispersion))
-        disp.append(dk)
-        hist_p.append(nb_upper_pvalue_vec(wy[cal][:, leaf_cols], wmu[cal][:, leaf_cols], dk.alpha[leaf_cols]))
-        pk = nb_upper_pvalue_vec(win_obs, win_mu, dk.alpha)
-        # an earlier hour inside a past alert does not count towards a new one
-        clean = usable[t - (k - 1):t].all(axis=0)
-        better = clean & (pk < pvals)
-        pvals = np.where(better, pk, pvals)
-        window = np.where(better, k, window)
-        best_obs = np.where(better, win_obs, best_obs)
-        best_mu = np.where(better, win_mu, best_mu)
-    rows = min(len(h) for h in hist_p)
-    multiplicity = window_multiplicity(np.stack([h[len(h) - rows:] for h in hist_p], axis=-1), p)
-    pvals = np.minimum(pvals * multiplicity, 1.0)
-    history_hours = t - first
-    first_seen = np.array([np.flatnonzero(y[:t, j] > 0)[0] if (y[:t, j] > 0).any() else t
-                           for j in range(len(columns))])
-    category_hours = t - first_seen
-    warming = np.full(len(columns), history_hours < p.min_history_hours)
-    new = category_hours < p.min_category_history_hours
+    c = _read_counts(counts, as_of, parents, p, exclude)
+    e = _expectations(c, p)
+    w = _test_windows(c, e, p)
+    warming, new = _history_gates(c, p)
     testable = ~warming
-    pvals = np.where(testable, pvals, np.nan)
+    pvals = np.where(testable, w.p_value, np.nan)
     qvals = benjamini_hochberg(pvals)
-    ratio = observed / mu
-    window_ratio = best_obs / best_mu
-    # the guards: the hour itself must have min_count tickets ("fewer tickets than this never page") and be above
-    # its expectation; the window that made the p-value must be min_ratio × its expectation
-    significant = (testable & (qvals <= p.fdr) & (observed >= p.min_count) & (window_ratio >= p.min_ratio)
-                   & (ratio >= 1.0))
-    significant &= ~new | (observed >= p.new_category_min_count)
-
+    ratio = e.observed / e.mu
+    significant = _passes_guards(testable, new, qvals, e.observed, ratio, w.window_observed / w.window_expected, p)
     status = np.where(warming, "warming_up", np.where(new, "new_category", "normal")).astype(object)
     status[significant] = "spike"
-    spiking = {c for c, s in zip(columns, significant, strict=True) if s} | set(active)
-    children: dict[str, list[str]] = {}
-    for leaf, parent in parents.items():
-        children.setdefault(parent, []).append(leaf)
-    for j, col in enumerate(columns):
-        if not leaf_cols[j] and significant[j] and any(ch in spiking for ch in children.get(col, [])):
-            significant[j] = False
-            status[j] = "covered_by_leaf"
-
+    _leave_parents_to_leaves(c.columns, c.leaf_cols, significant, status, parents, active)
     return pd.DataFrame({
-        "series": columns,
-        "kind": np.where(leaf_cols, "leaf", "parent"),
-        "parent": [parents.get(c) for c in columns],
-        "hour": hour,
-        "observed": observed.astype(int),
-        "expected": expected,
+        "series": c.columns,
+        "kind": np.where(c.leaf_cols, "leaf", "parent"),
+        "parent": [parents.get(col) for col in c.columns],
+        "hour": c.hour,
+        "observed": e.observed.astype(int),
+        "expected": e.expected,
         "ratio": ratio,
         "p_value": pvals,
-        "p_hour": np.where(testable, p_hour, np.nan),
-        "window_hours": window,
-        "window_observed": best_obs.astype(int),
-        "window_expected": best_mu,
+        "p_hour": np.where(testable, w.p_hour, np.nan),
+        "window_hours": w.window,
+        "window_observed": w.window_observed.astype(int),
+        "window_expected": w.window_expected,
         "q_value": qvals,
-        "dispersion": alpha,
-        "window_dispersion": np.array([disp[w - 1].alpha[j] for j, w in enumerate(window)]),
-        "pooled_dispersion": disp[0].pooled,
-        "calibration": kappa[0],
-        "window_multiplicity": multiplicity,
-        "baseline": base.method[-1],
+        "dispersion": w.alpha,
+        "window_dispersion": np.array([w.window_alpha[k - 1][j] for j, k in enumerate(w.window)]),
+        "pooled_dispersion": w.pooled,
+        "calibration": w.kappa,
+        "window_multiplicity": w.multiplicity,
+        "baseline": e.base.method[-1],
         "status": status,
         "is_spike": significant,
     })
+
+
+@dataclass(frozen=True)
+class HourlyModel:
+    """The detector's model of recent hours, as ``detect_spikes`` sees it at ``as_of`` (for charts and reports)."""
+
+    expected: pd.DataFrame  # one-step-ahead expected count per hour (rows) and series (columns); NaN = no model
+    dispersion: pd.Series  # the series' one-hour NB α, calibrated (the ``dispersion`` column of ``detect_spikes``)
+    min_expected: float  # the floor the test puts under the expected count
+
+
+def hourly_model(
+    counts: pd.DataFrame,
+    as_of: datetime,
+    *,
+    parents: Mapping[str, str],
+    params: SpikeParams | None = None,
+    exclude: pd.DataFrame | None = None,
+) -> HourlyModel:
+    """Expected counts of the hours before ``as_of`` (up to ``dispersion_hours``) and of the evaluated hour.
+
+    Each hour's expectation is the seasonal baseline × recent level computed from the hours *before* it (one step
+    ahead), exactly as the detector fits its dispersion; hours with less than ``min_history_hours`` of data before
+    them have none (NaN).
+    """
+    p = params or SpikeParams()
+    c = _read_counts(counts, as_of, parents, p, exclude)
+    e = _expectations(c, p)
+    one_hour = estimate_series_dispersion(e.hist_y, e.hist_mu, p, pooled_from=c.leaf_cols)
+    _, alpha = _calibrated(one_hour, e.hist_y, e.hist_mu, c.leaf_cols, p)
+    index = counts.loc[c.hour - p.lookback_hours * HOUR: c.hour].index
+    expected = pd.DataFrame(np.nan, index=index, columns=c.columns)
+    expected.iloc[e.targets] = np.maximum(e.base.expected, 0.0)
+    return HourlyModel(expected=expected, dispersion=pd.Series(alpha, index=c.columns),
+                       min_expected=p.min_expected)
 
 
 # ------------------------------------------------------------------------------------------------ lifecycle

@@ -46,10 +46,14 @@ class RunSkippedError(RunNotCompleteError):
     """Another run held the run lock; this run did nothing."""
 
 
-def skipped_state(flow_name: str, reason: str, result: Mapping[str, Any]) -> State:
-    """The final state of a run that exited because another run holds its lock (``reason`` names the holder)."""
+def skipped_state(flow_name: str, reason: str, result: Any) -> State:
+    """The final state of a run that exited because another run holds its lock (``reason`` names the holder).
+
+    ``result``: what the flow returns when skipped (a mapping is copied; a result dataclass is kept as it is).
+    """
     message = f"{flow_name} skipped, nothing done: {reason or 'another run holds the run lock'}"
-    return Cancelled(name=SKIPPED, message=message, data=RunSkippedError(message, dict(result)))
+    data = dict(result) if isinstance(result, Mapping) else result
+    return Cancelled(name=SKIPPED, message=message, data=RunSkippedError(message, data))
 
 
 def final_state(flow_name: str, result: Any, failures: Mapping[str, str]) -> Any:

@@ -4,12 +4,14 @@ Detection is per evaluated hour, oldest first: a run catches up on the hours sin
 most ``TICKETLENS_SPIKE_MAX_CATCHUP_HOURS``), and an hour already evaluated is never applied twice. Each
 hour's alert changes, the Slack messages they imply and the watermark commit in one transaction, so a killed
 run loses nothing and sends nothing twice. Messages wait in ``slack_messages`` (an outbox): a post that fails
-stays ``failed`` and is retried by the next run; Slack being down never fails the pipeline.
+stays ``failed`` and is retried by the next run; Slack being down never fails the pipeline. Charts are drawn
+(``models.spike_report``) before the hour's transaction opens, so a slow chart never holds warehouse locks.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,23 @@ from ticketlens.adapters.warehouse.load import get_stream_state, save_stream_sta
 from ticketlens.adapters.warehouse.schema import slack_messages, spike_alerts, ticket_predictions, tickets
 from ticketlens.models.alert_messages import ARTIFACT_KEY, AlertContext, build_message, helpdesk_search_url
 from ticketlens.models.scoring import helpdesk_tags
+from ticketlens.models.spike_report import (
+    SeriesScore,
+    SlackDelivery,
+    SpikeSummary,
+    alerts_markdown,
+    category_path,
+    chart_file_name,
+    charts_markdown,
+    describe_hours,
+    render_chart,
+    spike_chart_data,
+)
 from ticketlens.models.spikes import (
     HOUR,
     Alert,
     LifecycleParams,
+    Notification,
     SpikeParams,
     advance_alerts,
     alert_mask,
@@ -65,15 +80,6 @@ def lifecycle_params(settings: Settings) -> LifecycleParams:
 def leaf_parents() -> dict[str, str]:
     tax = load_taxonomy()
     return {key: cat.parent for key, cat in tax.categories.items()}
-
-
-def category_path(series: str) -> str:
-    """"Account & login › Password reset" for a leaf, "Account & login" for a parent, the key if unknown."""
-    tax = load_taxonomy()
-    if series in tax.categories:
-        cat = tax.categories[series]
-        return f"{tax.parents.get(cat.parent, cat.parent)} › {cat.name}"
-    return tax.parents.get(series, series)
 
 
 def series_tag(series: str, kind: str, parent: str | None, prefix: str) -> str:
@@ -133,37 +139,6 @@ def read_alerts(conn: sa.Connection, since: datetime) -> list[Alert]:
     return [_alert_from_row(r) for r in rows]
 
 
-# ------------------------------------------------------------------------------------------------ chart
-
-
-def render_chart(counts: pd.Series, alert: Alert, expected_now: float, path: Path) -> Path:
-    """PNG of the series' last 7 days of hourly counts with the alert's hours shaded and this hour marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    hour = alert.last_spike_at or alert.started_at
-    window = counts.loc[hour - timedelta(days=7) + HOUR: hour]
-    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
-    try:
-        ax.plot(window.index, window.to_numpy(), color="#4a6fa5", linewidth=1.2, label="tickets per hour")
-        ax.axvspan(alert.started_at, hour + HOUR, color="#e4572e", alpha=0.18, label="alert")
-        ax.scatter([hour + HOUR / 2], [int(window.iloc[-1]) if len(window) else 0], color="#e4572e", zorder=3)
-        ax.hlines(expected_now, hour, hour + HOUR, colors="black", linestyles="dashed", label="expected")
-        ax.set_title(f"{category_path(alert.series)} — last 7 days (UTC)", fontsize=10)
-        ax.set_ylabel("tickets / hour")
-        ax.legend(loc="upper left", fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.autofmt_xdate()
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png")
-    finally:
-        plt.close(fig)
-    return path
-
-
 # ------------------------------------------------------------------------------------------------ writes
 
 
@@ -200,15 +175,6 @@ def _queue_message(conn: sa.Connection, alert_id: int, kind: str, hour: datetime
 # ------------------------------------------------------------------------------------------------ tasks
 
 
-def describe_hours(hour_ends: list[str]) -> str:
-    """"2026-08-31T00:00 (1 hour)" or "2026-08-01T01:00 … 2026-08-31T00:00 (720 hours)" for logs and reports."""
-    if not hour_ends:
-        return "no hours"
-    first, last = hour_ends[0][:16], hour_ends[-1][:16]
-    n = len(hour_ends)
-    return f"{first} (1 hour)" if n == 1 else f"{first} … {last} ({n} hours)"
-
-
 def hours_to_evaluate(as_of: datetime, watermark: datetime | None, max_catchup: int) -> list[datetime]:
     """Hour ends to evaluate, oldest first: those after the watermark up to ``as_of`` (capped)."""
     as_of = floor_hour(as_of)
@@ -224,20 +190,35 @@ def hours_to_evaluate(as_of: datetime, watermark: datetime | None, max_catchup: 
     return out
 
 
-@task(name="detect-spikes", cache_policy=NO_CACHE)
-def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None = None) -> dict[str, Any]:
-    """Evaluate the hour(s) ending at ``as_of`` (default: the last complete hour) and update the alerts."""
-    logger = _logger()
-    as_of = floor_hour(as_utc(as_of) if as_of is not None else last_complete_hour_end())
+@dataclass
+class _Evaluation:
+    """Everything one ``detect-spikes`` run reads once and carries from hour to hour."""
+
+    settings: Settings
+    run_id: str
+    engine: sa.Engine
+    params: SpikeParams
+    lifecycle: LifecycleParams
+    parents: dict[str, str]
+    counts: pd.DataFrame  # hourly counts per series over the lookback and the evaluated hours
+    mask: pd.DataFrame  # True inside past (and, as the run goes on, new) alerts: out of the baseline
+    open_alerts: dict[str, Alert]
+    kinds: dict[str, tuple[str | None, str | None]]  # series → (kind, parent) as stored with its alerts
+    summary: SpikeSummary
+
+
+def _watermark(engine: sa.Engine) -> datetime | None:
+    with engine.connect() as conn:
+        state = get_stream_state(conn, SPIKE_STREAM)
+    return EPOCH + timedelta(seconds=state.watermark) if state and state.watermark else None
+
+
+def _start_evaluation(settings: Settings, run_id: str, as_of: datetime, evaluate: list[datetime],
+                      replay: bool) -> _Evaluation:
+    """Read the counts and the alerts the evaluated hours need (their lookback included)."""
     params, lifecycle = spike_params(settings), lifecycle_params(settings)
     parents = leaf_parents()
     engine = get_engine(settings.warehouse_url)
-    with engine.connect() as conn:
-        state = get_stream_state(conn, SPIKE_STREAM)
-    watermark = EPOCH + timedelta(seconds=state.watermark) if state and state.watermark else None
-    pending = hours_to_evaluate(as_of, watermark, settings.spike_max_catchup_hours)
-    replay = not pending
-    evaluate = pending or [as_of]
     start = evaluate[0] - HOUR - params.lookback_hours * HOUR
     with engine.connect() as conn:
         events = read_category_events(conn, start, as_of)
@@ -249,85 +230,160 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
                       [{"series": a.series, "started_at": a.started_at,
                         "until": None if a.state != "resolved" else (a.last_spike_at or a.started_at) + HOUR}
                        for a in alerts], parents)
-    open_alerts = {a.series: a for a in alerts if a.state != "resolved"}
-    kinds = {a.series: (a.extra.get("kind"), a.extra.get("parent_category")) for a in alerts}
-    reports_dir = Path(settings.reports_dir)
-    summary: dict[str, Any] = {"as_of": as_of.isoformat(), "hours": [e.isoformat() for e in evaluate],
-                               "replay": replay, "opened": 0, "grew": 0, "resolved": 0, "queued": 0,
-                               "charts": []}
-    detections = None
-    for hour_end in evaluate:
-        hour = hour_end - HOUR
-        detections = detect_spikes(counts, hour_end, parents=parents, params=params, exclude=mask,
-                                   active=list(open_alerts))
-        if replay:
-            logger.info("hour %s was evaluated before: reporting only, the alerts stay as they are",
-                        hour.isoformat())
-            break
-        by_series = detections.set_index("series")
-        changed, notes = advance_alerts(open_alerts.values(), detections, hour, lifecycle)
-        now = datetime.now(UTC)
-        with engine.begin() as conn:
-            ids: dict[str, int] = {}
-            for alert in changed:
-                kind, parent = kinds.get(alert.series) or (
-                    "leaf" if alert.series in parents else "parent", parents.get(alert.series))
-                kinds[alert.series] = (kind, parent)
-                alert.id = _save_alert(conn, alert, kind, parent, run_id, now)
-                ids[alert.series] = alert.id
-                if alert.state == "resolved":
-                    open_alerts.pop(alert.series, None)
-                else:
-                    open_alerts[alert.series] = alert
-            for note in notes:
-                alert = note.alert
-                alert.id = ids.get(alert.series, alert.id)
-                kind, parent = kinds[alert.series]
-                chart = None
-                if note.kind in ("opened", "grew"):
-                    path = reports_dir / f"spike-{alert.series.replace('.', '-')}-{hour:%Y%m%dT%H}.png"
-                    try:
-                        render_chart(counts[alert.series], alert, float(by_series.loc[alert.series, "expected"]),
-                                     path)
-                        chart = chart_url(settings, path) or str(path)
-                        conn.execute(sa.update(spike_alerts).where(spike_alerts.c.id == alert.id)
-                                     .values(chart_path=str(path)))
-                        summary["charts"].append(chart)
-                    except Exception as exc:  # a chart is a nicety: never lose the alert over it
-                        logger.warning("could not draw the chart for %s: %s", alert.series, exc)
-                examples = (read_example_subjects(conn, alert.series, kind, hour) if note.kind != "resolved"
-                            else [])
-                row = by_series.loc[alert.series] if alert.series in by_series.index else None
-                window = int(row["window_hours"]) if row is not None else 1
-                ctx = AlertContext(path=category_path(alert.series), kind=kind,
-                                   search_url=helpdesk_search_url(settings.helpdesk_base_url, series_tag(
-                                       alert.series, kind, parent, settings.writeback_tag_prefix)),
-                                   examples=examples, chart=chart, window_hours=window,
-                                   window_observed=int(row["window_observed"]) if row is not None else None,
-                                   window_expected=float(row["window_expected"]) if row is not None else None,
-                                   **prefect_links())
-                text, blocks = build_message(note.kind, alert, ctx, hour)
-                if _queue_message(conn, alert.id, note.kind, hour, text, blocks, now):
-                    summary["queued"] += 1
-                summary[note.kind] += 1
-                logger.info("spike alert %s: %s", note.kind, text)
-            save_stream_state(conn, SPIKE_STREAM, cursor=None, run_id=run_id, pages=0,
-                              watermark=int((hour_end - EPOCH).total_seconds()))
-        for series in open_alerts:
-            for s in (series, parents.get(series)):
-                if s in mask.columns:
-                    mask.loc[hour, s] = True
-    assert detections is not None
+    return _Evaluation(
+        settings=settings, run_id=run_id, engine=engine, params=params, lifecycle=lifecycle, parents=parents,
+        counts=counts, mask=mask, open_alerts={a.series: a for a in alerts if a.state != "resolved"},
+        kinds={a.series: (a.extra.get("kind"), a.extra.get("parent_category")) for a in alerts},
+        summary=SpikeSummary(as_of=as_of.isoformat(), hours=[e.isoformat() for e in evaluate], replay=replay))
+
+
+def _detect(ev: _Evaluation, hour_end: datetime) -> pd.DataFrame:
+    return detect_spikes(ev.counts, hour_end, parents=ev.parents, params=ev.params, exclude=ev.mask,
+                         active=list(ev.open_alerts))
+
+
+def _draw_charts(ev: _Evaluation, notes: list[Notification], hour: datetime) -> dict[int, tuple[Path, str]]:
+    """Chart of each opened or grown alert, drawn before its transaction: {note index: (file, URL or path)}.
+
+    A chart is a nicety: one that cannot be drawn is logged and the alert goes out without it.
+    """
+    charts: dict[int, tuple[Path, str]] = {}
+    for i, note in enumerate(notes):
+        if note.kind not in ("opened", "grew"):
+            continue
+        alert = note.alert
+        path = Path(ev.settings.reports_dir) / chart_file_name(alert.series, hour)
+        try:
+            render_chart(spike_chart_data(ev.counts, alert, parents=ev.parents, params=ev.params, exclude=ev.mask),
+                         path)
+        except Exception as exc:  # never lose the alert over its chart
+            _logger().warning("could not draw the chart for %s: %s", alert.series, exc)
+            continue
+        charts[i] = (path, chart_url(ev.settings, path) or str(path))
+    return charts
+
+
+def _alert_kind(ev: _Evaluation, series: str) -> tuple[str | None, str | None]:
+    """(kind, parent) of a series: as stored with its earlier alerts, else from the taxonomy."""
+    kind = ev.kinds.get(series) or ("leaf" if series in ev.parents else "parent", ev.parents.get(series))
+    ev.kinds[series] = kind
+    return kind
+
+
+def _save_changed_alerts(conn: sa.Connection, ev: _Evaluation, changed: list[Alert], now: datetime) -> dict[str, int]:
+    """Write the alerts that changed this hour; keep ``open_alerts`` in step. Returns {series: alert id}."""
+    ids: dict[str, int] = {}
+    for alert in changed:
+        kind, parent = _alert_kind(ev, alert.series)
+        alert.id = _save_alert(conn, alert, kind, parent, ev.run_id, now)
+        ids[alert.series] = alert.id
+        if alert.state == "resolved":
+            ev.open_alerts.pop(alert.series, None)
+        else:
+            ev.open_alerts[alert.series] = alert
+    return ids
+
+
+def _message_context(conn: sa.Connection, ev: _Evaluation, note: Notification, detections: pd.DataFrame,
+                     chart: str | None, hour: datetime) -> AlertContext:
+    """What the Slack message says beside the numbers: path, search link, example subjects, chart, window."""
+    alert = note.alert
+    kind, parent = ev.kinds[alert.series]
+    settings = ev.settings
+    examples = read_example_subjects(conn, alert.series, kind, hour) if note.kind != "resolved" else []
+    by_series = detections.set_index("series")
+    row = by_series.loc[alert.series] if alert.series in by_series.index else None
+    return AlertContext(path=category_path(alert.series), kind=kind,
+                        search_url=helpdesk_search_url(settings.helpdesk_base_url, series_tag(
+                            alert.series, kind, parent, settings.writeback_tag_prefix)),
+                        examples=examples, chart=chart, window_hours=int(row["window_hours"]) if row is not None else 1,
+                        window_observed=int(row["window_observed"]) if row is not None else None,
+                        window_expected=float(row["window_expected"]) if row is not None else None,
+                        **prefect_links())
+
+
+def _commit_hour(ev: _Evaluation, hour_end: datetime, detections: pd.DataFrame, changed: list[Alert],
+                 notes: list[Notification], charts: dict[int, tuple[Path, str]]) -> None:
+    """One transaction per hour: the alert changes, the Slack messages they imply and the watermark."""
+    hour = hour_end - HOUR
+    summary = ev.summary
+    now = datetime.now(UTC)
+    with ev.engine.begin() as conn:
+        ids = _save_changed_alerts(conn, ev, changed, now)
+        for i, note in enumerate(notes):
+            alert = note.alert
+            alert.id = ids.get(alert.series, alert.id)
+            chart = None
+            if i in charts:
+                path, chart = charts[i]
+                conn.execute(sa.update(spike_alerts).where(spike_alerts.c.id == alert.id)
+                             .values(chart_path=str(path)))
+                summary.charts.append(chart)
+            text, blocks = build_message(note.kind, alert, _message_context(conn, ev, note, detections, chart, hour),
+                                         hour)
+            if _queue_message(conn, alert.id, note.kind, hour, text, blocks, now):
+                summary.queued += 1
+            summary.count(note.kind)
+            _logger().info("spike alert %s: %s", note.kind, text)
+        save_stream_state(conn, SPIKE_STREAM, cursor=None, run_id=ev.run_id, pages=0,
+                          watermark=int((hour_end - EPOCH).total_seconds()))
+
+
+def _mask_open_alerts(ev: _Evaluation, hour: datetime) -> None:
+    """The hour just evaluated stays out of the next hours' baseline for every open alert (and its parent)."""
+    for series in ev.open_alerts:
+        for s in (series, ev.parents.get(series)):
+            if s in ev.mask.columns:
+                ev.mask.loc[hour, s] = True
+
+
+def _apply_hour(ev: _Evaluation, hour_end: datetime) -> pd.DataFrame:
+    """Detect, advance the alerts, draw their charts, then commit the hour."""
+    hour = hour_end - HOUR
+    detections = _detect(ev, hour_end)
+    changed, notes = advance_alerts(ev.open_alerts.values(), detections, hour, ev.lifecycle)
+    charts = _draw_charts(ev, notes, hour)
+    _commit_hour(ev, hour_end, detections, changed, notes, charts)
+    _mask_open_alerts(ev, hour)
+    return detections
+
+
+def _summarise_last_hour(summary: SpikeSummary, detections: pd.DataFrame) -> None:
     top = detections.sort_values("p_value").head(10)
-    summary["last_hour"] = [
-        {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items() if k != "hour"}
+    summary.last_hour = [
+        SeriesScore(**{k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()})
         for rec in top[["series", "observed", "expected", "ratio", "p_value", "q_value", "status"]]
         .to_dict("records")]
-    summary["dispersion"] = float(detections["pooled_dispersion"].iloc[0])
-    summary["baseline"] = str(detections["baseline"].iloc[0])
+    summary.dispersion = float(detections["pooled_dispersion"].iloc[0])
+    summary.baseline = str(detections["baseline"].iloc[0])
+
+
+@task(name="detect-spikes", cache_policy=NO_CACHE)
+def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None = None) -> SpikeSummary:
+    """Evaluate the hour(s) ending at ``as_of`` (default: the last complete hour) and update the alerts.
+
+    The hours after the watermark are applied oldest first, each committed on its own. When every hour up to
+    ``as_of`` was evaluated before (a re-run), the last one is detected again for the report only: the alerts
+    stay as they are and nothing is sent.
+    """
+    logger = _logger()
+    as_of = floor_hour(as_utc(as_of) if as_of is not None else last_complete_hour_end())
+    pending = hours_to_evaluate(as_of, _watermark(get_engine(settings.warehouse_url)),
+                                settings.spike_max_catchup_hours)
+    replay = not pending
+    ev = _start_evaluation(settings, run_id, as_of, pending or [as_of], replay)
+    if replay:
+        logger.info("hour %s was evaluated before: reporting only, the alerts stay as they are",
+                    (as_of - HOUR).isoformat())
+        detections = _detect(ev, as_of)
+    else:
+        for hour_end in pending:
+            detections = _apply_hour(ev, hour_end)
+    summary = ev.summary
+    _summarise_last_hour(summary, detections)
     logger.info("spike detection for %s: %d opened, %d grew, %d resolved (dispersion α=%.3f, baseline %s)",
-                describe_hours(summary["hours"]), summary["opened"], summary["grew"], summary["resolved"],
-                summary["dispersion"], summary["baseline"])
+                describe_hours(summary.hours), summary.opened, summary.grew, summary.resolved,
+                summary.dispersion, summary.baseline)
     return summary
 
 
@@ -340,7 +396,7 @@ def _redact(text: str, secret: str) -> str:
     return text.replace(path, "<webhook>") if path else text
 
 
-def send_pending_messages(settings: Settings, limit: int = 50) -> dict[str, int]:
+def send_pending_messages(settings: Settings, limit: int = 50) -> SlackDelivery:
     """Post queued and previously failed messages in order; never raises for Slack trouble."""
     logger = _logger()
     m = slack_messages
@@ -350,7 +406,7 @@ def send_pending_messages(settings: Settings, limit: int = 50) -> dict[str, int]
                             .where(m.c.status.in_(["pending", "failed"])).order_by(m.c.id).limit(limit)).all()
     counts = {"sent": 0, "failed": 0, "not_sent": 0}
     if not rows:
-        return counts
+        return SlackDelivery(**counts)
     now = datetime.now(UTC)
     if settings.slack_webhook_url is None:
         with engine.begin() as conn:
@@ -359,7 +415,7 @@ def send_pending_messages(settings: Settings, limit: int = 50) -> dict[str, int]
         for row in rows:
             logger.info("not sent: no webhook configured (TICKETLENS_SLACK_WEBHOOK_URL) — %s", row.text)
         counts["not_sent"] = len(rows)
-        return counts
+        return SlackDelivery(**counts)
     from slack_sdk.webhook import WebhookClient
 
     secret = settings.slack_webhook_url.get_secret_value()
@@ -384,17 +440,17 @@ def send_pending_messages(settings: Settings, limit: int = 50) -> dict[str, int]
                 counts["failed"] += 1
                 logger.warning("Slack post of message %s (%s) failed, will retry next run: %s", row.id, row.kind,
                                error)
-    return counts
+    return SlackDelivery(**counts)
 
 
 @task(name="send-slack-alerts", cache_policy=NO_CACHE)
-def send_slack_alerts(settings: Settings) -> dict[str, int]:
+def send_slack_alerts(settings: Settings) -> SlackDelivery:
     """Post the outbox to Slack. A failure is logged and stored, never raised: it is retried on the next run."""
     try:
         return send_pending_messages(settings)
     except Exception as exc:  # e.g. the warehouse hiccups: the messages stay queued
         _logger().warning("sending Slack alerts failed (%s); messages stay queued", type(exc).__name__)
-        return {"sent": 0, "failed": 0, "not_sent": 0, "error": 1}
+        return SlackDelivery(error=True)
 
 
 def current_alert_rows(warehouse_url: str, since: datetime) -> list[dict[str, Any]]:
@@ -407,44 +463,16 @@ def current_alert_rows(warehouse_url: str, since: datetime) -> list[dict[str, An
     return [{**dict(r), "slack": status.get(r["id"], "—"), "path": category_path(r["series"])} for r in rows]
 
 
-def alerts_markdown(rows: list[dict[str, Any]], summary: dict[str, Any], sent: dict[str, int]) -> str:
-    lines = [f"# Spike alerts ({summary['as_of']})", "",
-             f"Evaluated hour(s) ending {describe_hours(summary['hours'])}"
-             + (" (already evaluated: report only)" if summary.get("replay") else "")
-             + f"; pooled NB dispersion α = {summary.get('dispersion', float('nan')):.3f}, "
-             f"baseline {summary.get('baseline')}.",
-             f"This run: {summary['opened']} opened, {summary['grew']} grew, {summary['resolved']} resolved; Slack: "
-             f"{sent.get('sent', 0)} sent, {sent.get('failed', 0)} failed (retried next run), "
-             f"{sent.get('not_sent', 0)} not sent (no webhook configured).", ""]
-    if not rows:
-        lines.append("No open alerts and none resolved in the last 24 hours.")
-    else:
-        lines += ["| category | state | since (UTC) | last flagged | observed / expected | ratio | p-value | "
-                  "peak | Slack | chart |", "|---|---|---|---|---:|---:|---:|---:|---|---|"]
-        for r in rows:
-            lines.append(
-                f"| {r['path']} (`{r['series']}`) | {r['state']} | {r['started_at']:%Y-%m-%d %H:%M} | "
-                f"{r['last_spike_at']:%Y-%m-%d %H:%M} | {r['observed']} / {r['expected']:.1f} | {r['ratio']:.1f}× "
-                f"| {r['p_value']:.1e} | {r['peak_observed']} | {r['slack']} | {r['chart_path'] or '—'} |")
-    lines += ["", "Most unusual series in the last evaluated hour:", "",
-              "| series | observed | expected | ratio | p-value | q-value | status |", "|---|---:|---:|---:|---:|---:|---|"]
-    for rec in summary.get("last_hour", []):
-        lines.append(f"| `{rec['series']}` | {rec['observed']} | {rec['expected']:.1f} | {rec['ratio']:.1f} | "
-                     f"{rec['p_value']:.1e} | {rec['q_value']:.1e} | {rec['status']} |")
-    return "\n".join(lines)
-
-
 @task(name="publish-spike-report", cache_policy=NO_CACHE)
-def publish_spike_report(settings: Settings, summary: dict[str, Any], sent: dict[str, int]) -> str:
+def publish_spike_report(settings: Settings, summary: SpikeSummary, sent: SlackDelivery) -> str:
     """Markdown artifact ``spike-alerts`` listing current alerts; image artifacts when charts are served."""
     from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
-    rows = current_alert_rows(settings.warehouse_url, since=as_utc(summary["as_of"]) - timedelta(days=1))
+    rows = current_alert_rows(settings.warehouse_url, since=as_utc(summary.as_of) - timedelta(days=1))
     markdown = alerts_markdown(rows, summary, sent)
-    served = [c for c in summary.get("charts", []) if c.startswith(("http://", "https://"))]
+    served = [c for c in summary.charts if c.startswith(("http://", "https://"))]
     if served:
-        markdown += "\n\n## Charts (last 7 days, tickets per hour)\n\n" + "\n\n".join(
-            f"![{url.rsplit('/', 1)[-1]}]({url})" for url in served)
+        markdown += charts_markdown(served)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=markdown, description="Current ticket-spike alerts.")
     for url in served:
         create_image_artifact(image_url=url, key="spike-chart", description="7-day chart of a spiking category.")

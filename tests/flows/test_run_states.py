@@ -78,7 +78,7 @@ def test_hourly_pipeline_ends_failed_naming_the_steps_that_did_not_finish(prefec
     run, state = run_as_scheduled(hourly_pipeline, SLOT)
     assert run.state.type.value == "COMPLETED", state.message
     done = state.result()
-    assert done["spikes"]["as_of"] == SLOT.replace(minute=0).isoformat() and "error" not in done["spikes"]
+    assert done["spikes"] is not None and done["spikes"].as_of == SLOT.replace(minute=0).isoformat()
     assert done["failed_steps"] == {}
 
     # Spike detection breaks: scoring and write-back still commit, then the run ends Failed, saying so.

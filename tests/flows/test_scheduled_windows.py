@@ -72,5 +72,5 @@ def test_a_scheduled_spike_detection_run_evaluates_the_hour_before_its_slot(pref
 
     assert state.is_completed(), state.message
     result = state.result()
-    assert result["as_of"] == (SPIKE_AT + timedelta(hours=1)).isoformat()
-    assert result["opened"] == 1
+    assert result.as_of == (SPIKE_AT + timedelta(hours=1)).isoformat()
+    assert result.opened == 1

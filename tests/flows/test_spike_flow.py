@@ -50,9 +50,9 @@ def test_spike_flow_survives_slack_failure_and_retries(prefect_harness, flow_env
     assert state.is_failed() and state.name == "Failed"
     assert "slack: 1 alert message(s) not delivered" in state.message and "retried next run" in state.message
     first = state.result(raise_on_failure=False).result
-    assert first["opened"] == 1 and first["slack"]["failed"] == 1
+    assert first.opened == 1 and first.slack.failed == 1
     second = spike_detection(as_of=SPIKE_AT + timedelta(hours=2))
-    assert second["opened"] == 0 and second["slack"]["sent"] == 1
+    assert second.opened == 0 and second.slack.sent == 1
     assert [r["status"] for r in slack.requests] == [500, 200]
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["spike-alerts"])))
@@ -78,4 +78,4 @@ def test_overlapping_spike_run_exits_cleanly_without_alerting(prefect_harness, f
     with get_engine(flow_env).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM spike_alerts")).scalar_one() == 0
     ran = spike_detection(as_of=SPIKE_AT + timedelta(hours=1))  # the lock is free again: the hour is evaluated
-    assert ran["opened"] == 1 and len(slack.requests) == 1
+    assert ran.opened == 1 and len(slack.requests) == 1

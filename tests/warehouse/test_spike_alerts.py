@@ -16,6 +16,7 @@ from ticketlens.adapters.settings import Settings
 from ticketlens.adapters.warehouse.engine import get_engine
 from ticketlens.adapters.warehouse.schema import slack_messages, spike_alerts
 from ticketlens.models.alert_messages import blocks_text
+from ticketlens.models.spike_report import SlackDelivery
 from ticketlens.tasks.spikes import detect_spikes_task, send_pending_messages
 
 
@@ -33,7 +34,7 @@ def settings_for(url: str, tmp_path, webhook: str | None) -> Settings:
                     helpdesk_base_url="https://acme.zendesk.com", spike_min_history_hours=72)
 
 
-def run_hours(settings: Settings, first_end: datetime, last_end: datetime) -> list[dict]:
+def run_hours(settings: Settings, first_end: datetime, last_end: datetime) -> list:
     out = []
     end = first_end
     while end <= last_end:
@@ -87,14 +88,14 @@ def test_failed_post_is_kept_and_retried_next_run(warehouse_url, tmp_path, recei
     receiver.statuses = [500]
     detect_spikes_task.fn(settings, "run-1", SPIKE_AT + timedelta(hours=1))
     first = send_pending_messages(settings)  # Slack answers 500: kept, not raised
-    assert first == {"sent": 0, "failed": 1, "not_sent": 0}
+    assert first == SlackDelivery(sent=0, failed=1, not_sent=0)
     (message,) = rows(warehouse_url, slack_messages)
     assert message["status"] == "failed" and message["attempts"] == 1 and "500" in message["last_error"]
     assert "s3cr3t" not in message["last_error"]
     assert rows(warehouse_url, spike_alerts)[0]["state"] == "open"
     # next hour: the stored message is retried and delivered, and the ongoing spike sends nothing new
     detect_spikes_task.fn(settings, "run-2", SPIKE_AT + timedelta(hours=2))
-    assert send_pending_messages(settings) == {"sent": 1, "failed": 0, "not_sent": 0}
+    assert send_pending_messages(settings) == SlackDelivery(sent=1, failed=0, not_sent=0)
     assert [r["status"] for r in receiver.requests] == [500, 200]
     assert receiver.requests[0]["body"] == receiver.requests[1]["body"]
     assert rows(warehouse_url, slack_messages)[0]["attempts"] == 2
@@ -106,12 +107,12 @@ def test_slack_unreachable_or_unconfigured_never_fails(warehouse_url, tmp_path, 
                        "slack_webhook_url": "http://127.0.0.1:9" + SECRET_PATH})
     detect_spikes_task.fn(dead, "run-1", SPIKE_AT + timedelta(hours=1))
     with caplog.at_level(logging.DEBUG):
-        assert send_pending_messages(dead)["failed"] == 1
+        assert send_pending_messages(dead).failed == 1
     (message,) = rows(warehouse_url, slack_messages)
     assert message["status"] == "failed" and "s3cr3t" not in (message["last_error"] + caplog.text)
     unset = settings_for(warehouse_url, tmp_path, None)
     with caplog.at_level(logging.INFO):
-        assert send_pending_messages(unset) == {"sent": 0, "failed": 0, "not_sent": 1}
+        assert send_pending_messages(unset) == SlackDelivery(sent=0, failed=0, not_sent=1)
     assert "not sent: no webhook configured" in caplog.text
     assert rows(warehouse_url, slack_messages)[0]["status"] == "not_sent"
     assert rows(warehouse_url, spike_alerts)[0]["series"] == "app_technical.crash"
@@ -123,9 +124,9 @@ def test_rerun_of_an_hour_and_catch_up_after_missed_runs(warehouse_url, tmp_path
     detect_spikes_task.fn(settings, "run-1", SPIKE_AT - timedelta(hours=2))
     # the pipeline was down for five hours: the next run evaluates the missed hours in order
     summary = detect_spikes_task.fn(settings, "run-2", SPIKE_AT + timedelta(hours=3))
-    assert len(summary["hours"]) == 5 and summary["opened"] == 1
+    assert len(summary.hours) == 5 and summary.opened == 1
     again = detect_spikes_task.fn(settings, "run-3", SPIKE_AT + timedelta(hours=3))
-    assert again["replay"] and again["opened"] == again["grew"] == again["resolved"] == 0
+    assert again.replay and again.opened == again.grew == again.resolved == 0
     send_pending_messages(settings)
     assert len(receiver.delivered) == 1
     assert len(rows(warehouse_url, spike_alerts)) == 1
