@@ -154,7 +154,7 @@ def expected_hourly(category: str, tickets_per_day: int, hour: datetime) -> floa
 
     taxonomy = load_taxonomy()
     share = taxonomy.categories[category].base_share / sum(taxonomy.categories[k].base_share for k in taxonomy.leaves)
-    return tickets_per_day / 24 * HOURLY[hour.hour] * WEEKLY[hour.weekday()] * share
+    return float(tickets_per_day / 24 * HOURLY[hour.hour] * WEEKLY[hour.weekday()] * share)
 
 
 def pick_runs(client, upcoming: dict, clear: timedelta) -> dict:
@@ -248,7 +248,7 @@ def test_scheduler_creates_runs_and_scheduled_runs_complete_against_the_live_sim
             # failed whenever it ran between about 23:00 and 06:00 UTC). ~20 extra tickets at any hour.
             incident = Incident(id="e2e-incident", category=INCIDENT_CATEGORY, start=int(window_start.timestamp()),
                                 end=int(window_end.timestamp()),
-                                multiplier=max(25.0, 20.0 / expected_hourly(INCIDENT_CATEGORY, 140, window_start)))
+                                multiplier=float(max(25.0, 20.0 / expected_hourly(INCIDENT_CATEGORY, 140, window_start))))
             live = LiveConfig(seed=23, history_days=21, tickets_per_day=140, incidents_per_day=0,
                               incident_plan=(incident,), generator={"csat_share": 0.5})
             with running_live_simulator(live, clock=int(slot.timestamp()) + 60) as sim:
