@@ -45,12 +45,12 @@ def child(backend: str, tickets: int) -> dict:
     import sqlalchemy as sa
 
     from bench.ingest_bench import _drop_pg_schema, _pg_schema_url
+    from ticketlens.adapters.settings import RoutingSettings
     from ticketlens.adapters.warehouse.engine import get_engine
     from ticketlens.adapters.warehouse.schema import tickets as tickets_t
     from ticketlens.models.classifier import build_pipeline
     from ticketlens.models.language import detect_languages
     from ticketlens.models.offload import ProcessWorker
-    from ticketlens.models.routing import RoutingPolicy
     from ticketlens.models.scoring import score_tickets
     from ticketlens.models.sentiment import SentimentWorker, VaderSentiment
     from ticketlens.models.taxonomy import load_taxonomy
@@ -80,7 +80,7 @@ def child(backend: str, tickets: int) -> dict:
         bare = len(sample) / (time.perf_counter() - t0)
         del sample, train
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        taxonomy, policy = load_taxonomy(), RoutingPolicy()
+        taxonomy, policy = load_taxonomy(), RoutingSettings().policy()
         t0 = time.perf_counter()
         # As in production for 5,000-ticket chunks (tasks.scoring.sentiment_for / language_detector_for): VADER
         # and a single-threaded lingua in two worker processes, whose start-up is inside the timed loop.

@@ -46,7 +46,7 @@ from ticketlens.tasks.runstate import skipped_state
 def csat_drivers(start: datetime | None = None, end: datetime | None = None) -> dict:
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
-    window = resolve_window(start, end, flow_run.scheduled_start_time, settings.csat_window_days)
+    window = resolve_window(start, end, flow_run.scheduled_start_time, settings.csat.window_days)
     prepare_warehouse(settings.warehouse_url)
     with flow_lock(settings, "csat-drivers", run_id) as held:
         if not held:
@@ -66,9 +66,9 @@ def _analyse(settings, run_id: str, window) -> dict:
     charts = draw_csat_charts(settings, window, analysis, reasons, ops)
     artifacts = publish_csat_artifacts(settings, window, analysis, reasons, ops, charts)
     report = analysis["report"]
-    lines = driver_lines(report, settings.csat_top_drivers)
+    lines = driver_lines(report, settings.csat.top_drivers)
     print(f"CSAT {window.describe()}: {report.ratings} ratings, {report.bad} bad; "
-          f"{len(report.drivers)} drivers at FDR {settings.csat_fdr}")
+          f"{len(report.drivers)} drivers at FDR {settings.csat.fdr}")
     for line in lines:
         print("  " + line)
     return {"window": {"start": window.start, "end": window.end}, "ratings": report.ratings, "bad": report.bad,

@@ -241,8 +241,8 @@ def incident_report(url: str, settings) -> list[str]:
                     f"{hourly} tickets in those hours ({hourly / hours:.1f}/h vs {usual:.1f}/h usually)")
             if alert is not None:
                 lines.append(f"FOUND   {what}; alert opened {alert.started_at:%d %b %H:%M}")
-            elif hourly / hours < settings.spike_min_count:
-                lines.append(f"missed  {what}; below the paging floor of {settings.spike_min_count} tickets/hour "
+            elif hourly / hours < settings.spike.min_count:
+                lines.append(f"missed  {what}; below the paging floor of {settings.spike.min_count} tickets/hour "
                              f"(TICKETLENS_SPIKE_MIN_COUNT): too thin to page on at {DEMO_TICKETS_PER_DAY} "
                              "tickets/day")
             else:
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if report.get("skipped"):
         raise SystemExit("Another csat-drivers run holds the warehouse run lock; wait for it and run again.")
     stage.done(f"{report['ratings']:,} ratings ({report['bad']} bad): {len(report['driver_lines'])} driver(s) at "
-               f"FDR {settings.csat_fdr}")
+               f"FDR {settings.csat.fdr}")
     for line in report["driver_lines"][:5]:
         stage.detail(f"  {line}")
 

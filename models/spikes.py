@@ -48,30 +48,31 @@ WEEK_HOURS = 168
 
 @dataclass(frozen=True)
 class SpikeParams:
-    """Detector thresholds; ``adapters.settings.Settings`` holds the deployed values (``TICKETLENS_SPIKE_*``)."""
+    """Detector thresholds; ``adapters.settings.SpikeSettings.params()`` builds them, with the one set of defaults
+    (``TICKETLENS_SPIKE_*``)."""
 
-    baseline_weeks: int = 4
-    min_weeks_for_weekly: int = 2
-    level_hours: int = 72
-    level_prior: float = 10.0
-    share_prior: float = 200.0
-    dispersion_hours: int = 336
-    dispersion_prior: float = 100.0
-    dispersion_clip: float = 5.0
-    calibration_level: float = 1e-2
-    min_calibration: float = 0.5
-    max_calibration: float = 8.0
-    min_dispersion: float = 0.02
-    max_dispersion: float = 2.0
-    default_dispersion: float = 0.2
-    fdr: float = 0.002
-    min_count: int = 5
-    min_ratio: float = 2.0
-    min_expected: float = 0.2
-    window_hours: int = 3
-    min_history_hours: int = 72
-    min_category_history_hours: int = 48
-    new_category_min_count: int = 20
+    baseline_weeks: int
+    min_weeks_for_weekly: int
+    level_hours: int
+    level_prior: float
+    share_prior: float
+    dispersion_hours: int
+    dispersion_prior: float
+    dispersion_clip: float
+    calibration_level: float
+    min_calibration: float
+    max_calibration: float
+    min_dispersion: float
+    max_dispersion: float
+    default_dispersion: float
+    fdr: float
+    min_count: int
+    min_ratio: float
+    min_expected: float
+    window_hours: int
+    min_history_hours: int
+    min_category_history_hours: int
+    new_category_min_count: int
 
     def __post_init__(self) -> None:
         if self.baseline_weeks < 1 or self.min_weeks_for_weekly < 1:
@@ -446,7 +447,7 @@ def detect_spikes(
     as_of: datetime,
     *,
     parents: Mapping[str, str],
-    params: SpikeParams | None = None,
+    params: SpikeParams,
     exclude: pd.DataFrame | None = None,
     active: Iterable[str] = (),
 ) -> pd.DataFrame:
@@ -462,7 +463,7 @@ def detect_spikes(
     ``pooled_dispersion`` (the value the series' α are shrunk towards, before calibration), ``calibration``
     (κ of the one-hour α), ``window_multiplicity``, ``baseline``, ``status`` and ``is_spike``.
     """
-    p = params or SpikeParams()
+    p = params
     hour = floor_hour(as_of) - HOUR
     if hour not in counts.index:
         raise ValueError(f"the counts do not cover the evaluated hour {hour.isoformat()} "
@@ -595,8 +596,10 @@ def detect_spikes(
 
 @dataclass(frozen=True)
 class LifecycleParams:
-    growth_factor: float = 2.0  # an ongoing alert is re-announced when its hourly count grows this much
-    resolve_after_hours: int = 2  # quiet hours before an alert resolves (one dip does not end an incident)
+    """Alert lifecycle; ``adapters.settings.SpikeSettings.lifecycle()`` builds the deployed one."""
+
+    growth_factor: float  # an ongoing alert is re-announced when its hourly count grows this much
+    resolve_after_hours: int  # quiet hours before an alert resolves (one dip does not end an incident)
 
 
 @dataclass
@@ -627,14 +630,14 @@ class Notification:
 
 
 def advance_alerts(open_alerts: Iterable[Alert], detections: pd.DataFrame, hour: datetime,
-                   params: LifecycleParams | None = None) -> tuple[list[Alert], list[Notification]]:
+                   params: LifecycleParams) -> tuple[list[Alert], list[Notification]]:
     """Apply one evaluated hour to the open alerts: open, continue, grow, resolve.
 
     Returns every alert that changed (new ones included) and the messages to send: one ``opened`` per
     incident, ``grew`` only when the hourly count reached ``growth_factor`` × the last announced count, and one
     ``resolved`` after ``resolve_after_hours`` hours without a flagged hour.
     """
-    lp = params or LifecycleParams()
+    lp = params
     by_series = {a.series: a for a in open_alerts if a.state != "resolved"}
     changed: list[Alert] = []
     notes: list[Notification] = []

@@ -39,7 +39,6 @@ from ticketlens.adapters.warehouse.schema import auto_reply_candidates as auto_r
 from ticketlens.models.csat_drivers import (
     CONTINUOUS,
     FDR_METHODS,
-    DriverConfig,
     DriverReport,
     analyse_drivers,
     driver_mask,
@@ -53,7 +52,7 @@ from ticketlens.models.csat_reasons import (
     reason_summary,
     train_reason_classifier,
 )
-from ticketlens.models.ops_reports import OpsConfig, auto_reply_candidates, self_selection_report
+from ticketlens.models.ops_reports import auto_reply_candidates, self_selection_report
 from ticketlens.models.taxonomy import load_taxonomy
 from ticketlens.models.windows import as_utc
 
@@ -84,19 +83,6 @@ def resolve_window(start: datetime | None, end: datetime | None, scheduled: date
     if start_ >= end_:
         raise ValueError(f"csat-drivers window start {start_.isoformat()} is not before end {end_.isoformat()}")
     return Window(start_, end_)
-
-
-def driver_config(settings: Settings) -> DriverConfig:
-    return DriverConfig(fdr=settings.csat_fdr, min_segment_ratings=settings.csat_min_segment_ratings,
-                        method=settings.csat_fdr_method)
-
-
-def ops_config(settings: Settings) -> OpsConfig:
-    return OpsConfig(min_confidence=settings.auto_route_threshold,
-                     min_option_tickets=settings.self_selection_min_tickets,
-                     auto_reply_threshold=settings.auto_reply_threshold,
-                     auto_reply_min_tickets=settings.auto_reply_min_tickets,
-                     auto_reply_min_high_confidence_share=settings.auto_reply_min_high_confidence_share)
 
 
 # --------------------------------------------------------------------------------------------- read
@@ -156,7 +142,7 @@ def load_names(warehouse_url: str) -> tuple[dict[int, str], dict[int, str]]:
 def analyse_csat_drivers(settings: Settings, rated: pd.DataFrame, names: tuple[dict, dict]) -> dict[str, Any]:
     logger = get_run_logger()
     frame = prepare_ratings(rated, *names)
-    report = analyse_drivers(frame, driver_config(settings))
+    report = analyse_drivers(frame, settings.csat.drivers())
     trends = weekly_trends(frame, report.drivers, TREND_DRIVERS)
     for note in report.notes:
         logger.warning(note)
@@ -164,7 +150,7 @@ def analyse_csat_drivers(settings: Settings, rated: pd.DataFrame, names: tuple[d
     if unscored:
         logger.info("%d rated tickets have no prediction yet; their agent-confirmed category is used", unscored)
     logger.info("%d ratings (%d bad): %d drivers at FDR %.2f", report.ratings, report.bad, len(report.drivers),
-                settings.csat_fdr)
+                settings.csat.fdr)
     return {"frame": frame, "report": report, "trends": trends, "unscored": unscored}
 
 
@@ -177,10 +163,10 @@ def classify_bad_rating_reasons(settings: Settings, frame: pd.DataFrame, report:
     model = train_reason_classifier(training)
     bad = frame[frame["bad"]]
     themes = classify_reasons(model, bad["comment"].tolist() if "comment" in bad else [None] * len(bad),
-                              settings.csat_reason_min_confidence)
+                              settings.csat.reason_min_confidence)
     themes.index = bad.index
     scopes = [("all", themes["theme"])]
-    for row in report.drivers.head(settings.csat_top_drivers).itertuples():
+    for row in report.drivers.head(settings.csat.top_drivers).itertuples():
         mask = driver_mask(frame, row.factor, row.level).loc[bad.index]
         scopes.append((f"{row.factor}:{row.level}", themes.loc[mask, "theme"]))
     summaries = {scope: reason_summary(series, taxonomy) for scope, series in scopes}
@@ -192,7 +178,7 @@ def classify_bad_rating_reasons(settings: Settings, frame: pd.DataFrame, report:
 @task(name="build-ops-reports", cache_policy=NO_CACHE)
 def build_ops_reports(settings: Settings, window_tickets: pd.DataFrame, frame: pd.DataFrame) -> dict[str, Any]:
     taxonomy = load_taxonomy()
-    config = ops_config(settings)
+    config = settings.ops.config(settings.routing)
     options, confusion = self_selection_report(window_tickets, taxonomy, config)
     rated = frame[["category", "bad"]] if not frame.empty else pd.DataFrame(columns=["category", "bad"])
     candidates = auto_reply_candidates(window_tickets, rated, taxonomy, config)
@@ -310,7 +296,7 @@ def draw_csat_charts(settings: Settings, window: Window, analysis: dict[str, Any
 
     out = _charts_dir(settings, window)
     written: list[str] = []
-    drivers = analysis["report"].drivers.head(settings.csat_top_drivers)
+    drivers = analysis["report"].drivers.head(settings.csat.top_drivers)
 
     def save(fig, name: str) -> None:
         path = out / name
@@ -321,7 +307,7 @@ def draw_csat_charts(settings: Settings, window: Window, analysis: dict[str, Any
 
     fig, ax = plt.subplots(figsize=(9, 0.5 * max(len(drivers), 2) + 1.2))
     if drivers.empty:
-        ax.text(0.5, 0.5, f"No driver at FDR {settings.csat_fdr:.2f}", ha="center", va="center")
+        ax.text(0.5, 0.5, f"No driver at FDR {settings.csat.fdr:.2f}", ha="center", va="center")
         ax.set_axis_off()
     else:
         labels = [driver_name(r.factor, r.label)[:60] for r in drivers.itertuples()]
@@ -409,13 +395,13 @@ def publish_csat_artifacts(settings: Settings, window: Window, analysis: dict[st
                            ops: dict[str, Any], charts: list[str]) -> list[str]:
     report: DriverReport = analysis["report"]
     keys = []
-    drivers = report.drivers.head(settings.csat_top_drivers)
+    drivers = report.drivers.head(settings.csat.top_drivers)
     md = [f"# CSAT drivers, {window.describe()}", "",
           f"{report.ratings} ratings, {report.bad} bad ({_fmt(report.bad_rate, '.1%')}). Adjusted for category, "
           f"agent, channel, sentiment, resolution and first-reply time and reopens (logistic regression); "
-          f"drivers are effects significant at FDR {settings.csat_fdr} ({FDR_METHODS[settings.csat_fdr_method]} across "
+          f"drivers are effects significant at FDR {settings.csat.fdr} ({FDR_METHODS[settings.csat.fdr_method]} across "
           f"{len(report.effects)} tested segments), ranked by excess bad ratings attributable.", ""]
-    md += driver_lines(report, settings.csat_top_drivers) or [f"**No driver** at FDR {settings.csat_fdr}."]
+    md += driver_lines(report, settings.csat.top_drivers) or [f"**No driver** at FDR {settings.csat.fdr}."]
     if not report.protective.empty:
         md += ["", "Better than average: " + ", ".join(
             f"{r.factor} {r.label} (OR {r.odds_ratio:.2f})" for r in report.protective.head(5).itertuples())]
@@ -452,7 +438,7 @@ def publish_csat_artifacts(settings: Settings, window: Window, analysis: dict[st
     judged = options[options["suggestion"].astype(bool)] if not options.empty else options
     md = [f"# Self-selected contact reason vs predicted category, {window.describe()}", "",
           f"{int(options['tickets'].sum()) if not options.empty else 0} tickets with a prediction at confidence ≥ "
-          f"{settings.auto_route_threshold}; {len(judged)} misused options.", ""]
+          f"{settings.routing.auto_route_threshold}; {len(judged)} misused options.", ""]
     md += [f"- **{r.selected_name}** ({r.tickets} tickets, {r.matched_share:.0%} match): {r.suggestion}"
            for r in judged.head(10).itertuples()] or ["No misused option."]
     create_markdown_artifact(key="self-selection", markdown="\n".join(md),
@@ -465,7 +451,7 @@ def publish_csat_artifacts(settings: Settings, window: Window, analysis: dict[st
     cands = ops["candidates"]
     chosen = cands[cands["is_candidate"]] if not cands.empty else cands
     md = [f"# Auto-reply candidates, {window.describe()}", "",
-          f"Categories with ≥ {settings.auto_reply_min_tickets} tickets, ≥ {settings.auto_reply_min_high_confidence_share:.0%} of them at confidence ≥ {settings.auto_reply_threshold}, simple complexity, not Trust & "
+          f"Categories with ≥ {settings.ops.auto_reply_min_tickets} tickets, ≥ {settings.ops.auto_reply_min_high_confidence_share:.0%} of them at confidence ≥ {settings.routing.auto_reply_threshold}, simple complexity, not Trust & "
           "Safety or spam, and CSAT no worse than average.", ""]
     md += [f"- **{r.name}** ({r.category}): {r.tickets} tickets, {r.high_confidence_share:.0%} high confidence, "
            f"{_fmt(r.shrunk_bad_rate, '.0%')} bad, ≈{r.deflectable_tickets} deflectable"

@@ -95,7 +95,7 @@ def _named(prefix: str, build: Callable[[datetime, dict[str, Any]], str]) -> Cal
 def _csat(scheduled: datetime, params: dict[str, Any]) -> str:
     from ticketlens.adapters.settings import get_settings
 
-    return csat_name(scheduled, params, get_settings().csat_window_days)
+    return csat_name(scheduled, params, get_settings().csat.window_days)
 
 
 hourly_run_name = _named("hourly", hourly_name)

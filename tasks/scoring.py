@@ -32,7 +32,6 @@ from ticketlens.adapters.warehouse.engine import get_engine
 from ticketlens.adapters.warehouse.load import dialect_insert, get_stream_state, save_stream_state
 from ticketlens.adapters.warehouse.schema import ticket_predictions, tickets
 from ticketlens.models.echoes import CONTENT_FIELDS, INPUT_FIELDS, classify_versions, fingerprints
-from ticketlens.models.routing import RoutingPolicy
 from ticketlens.models.scoring import score_tickets
 from ticketlens.models.taxonomy import load_taxonomy
 from ticketlens.models.windows import as_utc
@@ -198,16 +197,11 @@ def language_detector_for(settings: Settings, rows: int):
     return _worker(("language-worker", "", ""), lambda: ProcessWorker(partial(detect_languages, parallel=False)))
 
 
-def routing_policy(settings: Settings) -> RoutingPolicy:
-    return RoutingPolicy(triage_threshold=settings.triage_threshold, auto_reply_threshold=settings.auto_reply_threshold,
-                         language_queues=dict(settings.language_queues))
-
-
 def predict_frame(settings: Settings, frame: pd.DataFrame, version: str) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame()
     scored = score_tickets(frame, load_classifier(settings, version), sentiment_for(settings, len(frame)),
-                           language_detector_for(settings, len(frame)), load_taxonomy(), routing_policy(settings))
+                           language_detector_for(settings, len(frame)), load_taxonomy(), settings.routing.policy())
     if not scored.empty:
         scored["model_name"] = settings.model_name
         scored["model_version"] = version

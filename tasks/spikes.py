@@ -29,8 +29,6 @@ from ticketlens.models.scoring import helpdesk_tags
 from ticketlens.models.spikes import (
     HOUR,
     Alert,
-    LifecycleParams,
-    SpikeParams,
     advance_alerts,
     alert_mask,
     detect_spikes,
@@ -51,15 +49,6 @@ def _logger():
         return get_run_logger()
     except Exception:
         return logging.getLogger("ticketlens.spikes")
-
-
-def spike_params(settings: Settings) -> SpikeParams:
-    return SpikeParams(**{name: getattr(settings, f"spike_{name}") for name in SpikeParams.__dataclass_fields__})
-
-
-def lifecycle_params(settings: Settings) -> LifecycleParams:
-    return LifecycleParams(growth_factor=settings.spike_growth_factor,
-                           resolve_after_hours=settings.spike_resolve_after_hours)
 
 
 def leaf_parents() -> dict[str, str]:
@@ -229,13 +218,13 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
     """Evaluate the hour(s) ending at ``as_of`` (default: the last complete hour) and update the alerts."""
     logger = _logger()
     as_of = floor_hour(as_utc(as_of) if as_of is not None else last_complete_hour_end())
-    params, lifecycle = spike_params(settings), lifecycle_params(settings)
+    params, lifecycle = settings.spike.params(), settings.spike.lifecycle()
     parents = leaf_parents()
     engine = get_engine(settings.warehouse_url)
     with engine.connect() as conn:
         state = get_stream_state(conn, SPIKE_STREAM)
     watermark = EPOCH + timedelta(seconds=state.watermark) if state and state.watermark else None
-    pending = hours_to_evaluate(as_of, watermark, settings.spike_max_catchup_hours)
+    pending = hours_to_evaluate(as_of, watermark, settings.spike.max_catchup_hours)
     replay = not pending
     evaluate = pending or [as_of]
     start = evaluate[0] - HOUR - params.lookback_hours * HOUR
