@@ -77,14 +77,10 @@ def _analyse(settings, run_id: str, window) -> dict:
             "charts": charts, "artifacts": artifacts}
 
 
-def _utc_arg(value: str) -> datetime:
-    return as_utc(value)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the csat-drivers flow once.")
-    parser.add_argument("--start", type=_utc_arg, help="window start (UTC, ISO 8601)")
-    parser.add_argument("--end", type=_utc_arg, help="window end (UTC, ISO 8601); default now")
+    parser.add_argument("--start", type=as_utc, help="window start (UTC, ISO 8601)")
+    parser.add_argument("--end", type=as_utc, help="window end (UTC, ISO 8601); default now")
     args = parser.parse_args(argv)
     csat_drivers(start=args.start, end=args.end)
     return 0

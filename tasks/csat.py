@@ -8,7 +8,6 @@ counts, rates, category keys, agent and team names — never a comment.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,35 +53,19 @@ from ticketlens.models.csat_reasons import (
 )
 from ticketlens.models.ops_reports import auto_reply_candidates, self_selection_report
 from ticketlens.models.taxonomy import load_taxonomy
-from ticketlens.models.windows import as_utc
+from ticketlens.models.windows import Window, as_utc_or_none
 
 TREND_DRIVERS = 5
-
-
-@dataclass(frozen=True)
-class Window:
-    start: datetime
-    end: datetime
-
-    @property
-    def slug(self) -> str:
-        return f"{self.start:%Y%m%d}-{self.end:%Y%m%d}"
-
-    def describe(self) -> str:
-        return f"{self.start:%Y-%m-%d %H:%M} → {self.end:%Y-%m-%d %H:%M} UTC"
 
 
 def resolve_window(start: datetime | None, end: datetime | None, scheduled: datetime | None,
                    days: int) -> Window:
     """Explicit start/end win; otherwise the ``days`` before the run's scheduled start (or now)."""
-    def utc(value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
-
-    end_ = utc(end) or utc(scheduled) or datetime.now(UTC)
-    start_ = utc(start) or end_ - timedelta(days=days)
+    end_ = as_utc_or_none(end) or as_utc_or_none(scheduled) or datetime.now(UTC)
+    start_ = as_utc_or_none(start) or end_ - timedelta(days=days)
     if start_ >= end_:
         raise ValueError(f"csat-drivers window start {start_.isoformat()} is not before end {end_.isoformat()}")
-    return Window(start_, end_)
+    return Window(start_, end_, "parameters" if start is not None or end is not None else "schedule")
 
 
 # --------------------------------------------------------------------------------------------- read
