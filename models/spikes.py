@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from ticketlens.models.states import AlertState, NotificationKind
 from ticketlens.models.windows import as_utc
 
 HOUR = timedelta(hours=1)
@@ -608,7 +609,7 @@ class Alert:
 
     series: str
     started_at: datetime
-    state: str = "open"  # open → ongoing → resolved
+    state: str = AlertState.OPEN  # open → ongoing → resolved (models.states.AlertState)
     last_spike_at: datetime | None = None
     resolved_at: datetime | None = None
     observed: int = 0
@@ -624,7 +625,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class Notification:
-    kind: str  # opened | grew | resolved
+    kind: NotificationKind
     alert: Alert
     hour: datetime
 
@@ -638,7 +639,7 @@ def advance_alerts(open_alerts: Iterable[Alert], detections: pd.DataFrame, hour:
     ``resolved`` after ``resolve_after_hours`` hours without a flagged hour.
     """
     lp = params
-    by_series = {a.series: a for a in open_alerts if a.state != "resolved"}
+    by_series = {a.series: a for a in open_alerts if a.state != AlertState.RESOLVED}
     changed: list[Alert] = []
     notes: list[Notification] = []
     flagged = detections[detections["is_spike"].astype(bool)]
@@ -647,28 +648,28 @@ def advance_alerts(open_alerts: Iterable[Alert], detections: pd.DataFrame, hour:
         values = {"observed": int(row.observed), "expected": float(row.expected), "ratio": float(row.ratio),
                   "p_value": float(row.p_value)}
         if current is None:
-            alert = Alert(series=row.series, started_at=hour, state="open", last_spike_at=hour,
+            alert = Alert(series=row.series, started_at=hour, state=AlertState.OPEN, last_spike_at=hour,
                           peak_observed=int(row.observed), notified_observed=int(row.observed), hours_flagged=1,
                           **values)
             by_series[row.series] = alert
             changed.append(alert)
-            notes.append(Notification("opened", alert, hour))
+            notes.append(Notification(NotificationKind.OPENED, alert, hour))
             continue
         if current.last_spike_at is not None and hour <= current.last_spike_at:
             continue  # this hour was applied already (a re-run): nothing changes, nothing is sent twice
-        alert = replace(current, state="ongoing", last_spike_at=hour, hours_flagged=current.hours_flagged + 1,
+        alert = replace(current, state=AlertState.ONGOING, last_spike_at=hour, hours_flagged=current.hours_flagged + 1,
                         peak_observed=max(current.peak_observed, int(row.observed)), **values)
         if alert.observed >= lp.growth_factor * max(current.notified_observed, 1):
             alert.notified_observed = alert.observed
-            notes.append(Notification("grew", alert, hour))
+            notes.append(Notification(NotificationKind.GREW, alert, hour))
         by_series[row.series] = alert
         changed.append(alert)
     flagged_series = set(flagged["series"])
     for series, alert in list(by_series.items()):
-        if series in flagged_series or alert.state == "resolved" or alert.last_spike_at is None:
+        if series in flagged_series or alert.state == AlertState.RESOLVED or alert.last_spike_at is None:
             continue
         if hour - alert.last_spike_at >= lp.resolve_after_hours * HOUR:
-            done = replace(alert, state="resolved", resolved_at=hour)
+            done = replace(alert, state=AlertState.RESOLVED, resolved_at=hour)
             changed.append(done)
-            notes.append(Notification("resolved", done, hour))
+            notes.append(Notification(NotificationKind.RESOLVED, done, hour))
     return changed, notes

@@ -36,6 +36,7 @@ from ticketlens.models.spikes import (
     hourly_counts,
     last_complete_hour_end,
 )
+from ticketlens.models.states import AlertState, MessageStatus, NotificationKind
 from ticketlens.models.taxonomy import load_taxonomy
 from ticketlens.models.windows import as_utc
 
@@ -117,7 +118,7 @@ def _alert_from_row(row: Any) -> Alert:
 def read_alerts(conn: sa.Connection, since: datetime) -> list[Alert]:
     """Open alerts and alerts resolved after ``since`` (their hours stay out of the baseline)."""
     a = spike_alerts
-    rows = conn.execute(sa.select(a).where(sa.or_(a.c.state != "resolved", a.c.resolved_at >= since))
+    rows = conn.execute(sa.select(a).where(sa.or_(a.c.state != AlertState.RESOLVED, a.c.resolved_at >= since))
                         .order_by(a.c.id)).all()
     return [_alert_from_row(r) for r in rows]
 
@@ -181,7 +182,7 @@ def _queue_message(conn: sa.Connection, alert_id: int, kind: str, hour: datetime
     from ticketlens.adapters.warehouse.load import dialect_insert
 
     stmt = dialect_insert(conn, slack_messages).values(
-        alert_id=alert_id, kind=kind, hour=hour, text=text, blocks=blocks, status="pending", attempts=0,
+        alert_id=alert_id, kind=kind, hour=hour, text=text, blocks=blocks, status=MessageStatus.PENDING, attempts=0,
         created_at=now).on_conflict_do_nothing(index_elements=["alert_id", "kind", "hour"])
     return bool(conn.execute(stmt).rowcount)
 
@@ -236,9 +237,9 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
     counts = hourly_counts(events, start, as_of, parents)
     mask = alert_mask(counts.index, counts.columns,
                       [{"series": a.series, "started_at": a.started_at,
-                        "until": None if a.state != "resolved" else (a.last_spike_at or a.started_at) + HOUR}
+                        "until": None if a.state != AlertState.RESOLVED else (a.last_spike_at or a.started_at) + HOUR}
                        for a in alerts], parents)
-    open_alerts = {a.series: a for a in alerts if a.state != "resolved"}
+    open_alerts = {a.series: a for a in alerts if a.state != AlertState.RESOLVED}
     kinds = {a.series: (a.extra.get("kind"), a.extra.get("parent_category")) for a in alerts}
     reports_dir = Path(settings.reports_dir)
     summary: dict[str, Any] = {"as_of": as_of.isoformat(), "hours": [e.isoformat() for e in evaluate],
@@ -264,7 +265,7 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
                 kinds[alert.series] = (kind, parent)
                 alert.id = _save_alert(conn, alert, kind, parent, run_id, now)
                 ids[alert.series] = alert.id
-                if alert.state == "resolved":
+                if alert.state == AlertState.RESOLVED:
                     open_alerts.pop(alert.series, None)
                 else:
                     open_alerts[alert.series] = alert
@@ -273,7 +274,7 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
                 alert.id = ids.get(alert.series, alert.id)
                 kind, parent = kinds[alert.series]
                 chart = None
-                if note.kind in ("opened", "grew"):
+                if note.kind in (NotificationKind.OPENED, NotificationKind.GREW):
                     path = reports_dir / f"spike-{alert.series.replace('.', '-')}-{hour:%Y%m%dT%H}.png"
                     try:
                         render_chart(counts[alert.series], alert, float(by_series.loc[alert.series, "expected"]),
@@ -284,7 +285,7 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
                         summary["charts"].append(chart)
                     except Exception as exc:  # a chart is a nicety: never lose the alert over it
                         logger.warning("could not draw the chart for %s: %s", alert.series, exc)
-                examples = (read_example_subjects(conn, alert.series, kind, hour) if note.kind != "resolved"
+                examples = (read_example_subjects(conn, alert.series, kind, hour) if note.kind != NotificationKind.RESOLVED
                             else [])
                 row = by_series.loc[alert.series] if alert.series in by_series.index else None
                 window = int(row["window_hours"]) if row is not None else 1
@@ -336,7 +337,7 @@ def send_pending_messages(settings: Settings, limit: int = 50) -> dict[str, int]
     engine = get_engine(settings.warehouse_url)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(m.c.id, m.c.kind, m.c.text, m.c.blocks, m.c.attempts)
-                            .where(m.c.status.in_(["pending", "failed"])).order_by(m.c.id).limit(limit)).all()
+                            .where(m.c.status.in_([MessageStatus.PENDING, MessageStatus.FAILED])).order_by(m.c.id).limit(limit)).all()
     counts = {"sent": 0, "failed": 0, "not_sent": 0}
     if not rows:
         return counts
@@ -344,7 +345,7 @@ def send_pending_messages(settings: Settings, limit: int = 50) -> dict[str, int]
     if settings.slack_webhook_url is None:
         with engine.begin() as conn:
             conn.execute(sa.update(m).where(m.c.id.in_([r.id for r in rows]))
-                         .values(status="not_sent", last_error="no webhook configured"))
+                         .values(status=MessageStatus.NOT_SENT, last_error="no webhook configured"))
         for row in rows:
             logger.info("not sent: no webhook configured (TICKETLENS_SLACK_WEBHOOK_URL) — %s", row.text)
         counts["not_sent"] = len(rows)
@@ -364,12 +365,12 @@ def send_pending_messages(settings: Settings, limit: int = 50) -> dict[str, int]
         with engine.begin() as conn:
             if error is None:
                 conn.execute(sa.update(m).where(m.c.id == row.id).values(
-                    status="sent", attempts=row.attempts + 1, last_error=None, sent_at=now))
+                    status=MessageStatus.SENT, attempts=row.attempts + 1, last_error=None, sent_at=now))
                 counts["sent"] += 1
             else:
                 error = _redact(error, secret)[:500]
                 conn.execute(sa.update(m).where(m.c.id == row.id).values(
-                    status="failed", attempts=row.attempts + 1, last_error=error))
+                    status=MessageStatus.FAILED, attempts=row.attempts + 1, last_error=error))
                 counts["failed"] += 1
                 logger.warning("Slack post of message %s (%s) failed, will retry next run: %s", row.id, row.kind,
                                error)
@@ -389,7 +390,7 @@ def send_slack_alerts(settings: Settings) -> dict[str, int]:
 def current_alert_rows(warehouse_url: str, since: datetime) -> list[dict[str, Any]]:
     a, m = spike_alerts, slack_messages
     with get_engine(warehouse_url).connect() as conn:
-        rows = conn.execute(sa.select(a).where(sa.or_(a.c.state != "resolved", a.c.resolved_at >= since))
+        rows = conn.execute(sa.select(a).where(sa.or_(a.c.state != AlertState.RESOLVED, a.c.resolved_at >= since))
                             .order_by(a.c.started_at.desc())).mappings().all()
         status = {r.alert_id: r.status for r in conn.execute(
             sa.select(m.c.alert_id, m.c.status).order_by(m.c.id)).all()}
