@@ -790,3 +790,22 @@ def _error_text(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("description") or body.get("error") or body)[:200]
     return str(body)[:200]
+
+
+_CLIENTS: dict[tuple, HelpdeskClient] = {}
+
+
+def client_from_settings(settings) -> HelpdeskClient:
+    """One client per distinct settings per process, so the client-side rate limiter spans the whole run.
+
+    The key includes the secret values (a rotated token gets a fresh client) but is never logged.
+    """
+    secrets = tuple(
+        s.get_secret_value() if s is not None else None
+        for s in (settings.helpdesk_api_token, settings.helpdesk_oauth_token)
+    )
+    key = (settings.model_dump_json(), secrets)
+    client = _CLIENTS.get(key)
+    if client is None:
+        client = _CLIENTS[key] = HelpdeskClient.from_settings(settings)
+    return client

@@ -5,7 +5,7 @@ backend a fresh child process seeds a warehouse (not timed), trains the default 
 tickets (not timed), then runs the loop of ``tasks.backfill.backfill_partition`` — keyset-paginated chunks of
 5,000 tickets, ``models.scoring.score_tickets`` (text cleaning, classifier; sentiment and language detection in two
 worker processes beside it, as in production for chunks this size; routing),
-``tasks.scoring.write_predictions`` — over the whole history through ``tasks.scoring.rescore_in_chunks`` (reads and
+``adapters.warehouse.predictions.write_predictions`` — over the whole history through ``tasks.scoring.rescore_in_chunks`` (reads and
 writes overlapped with the model), and reports tickets/s and the child's peak RSS.
 "Bare model" is ``pipeline.predict_proba`` on 100,000 of the same texts already in memory.
 """
@@ -47,6 +47,7 @@ def child(backend: str, tickets: int) -> dict:
     from bench.ingest_bench import _drop_pg_schema, _pg_schema_url
     from ticketlens.adapters.settings import RoutingSettings
     from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.predictions import read_tickets
     from ticketlens.adapters.warehouse.schema import tickets as tickets_t
     from ticketlens.models.classifier import build_pipeline
     from ticketlens.models.language import detect_languages
@@ -54,7 +55,7 @@ def child(backend: str, tickets: int) -> dict:
     from ticketlens.models.scoring import score_tickets
     from ticketlens.models.sentiment import SentimentWorker, VaderSentiment
     from ticketlens.models.taxonomy import load_taxonomy
-    from ticketlens.tasks.scoring import read_tickets, rescore_in_chunks
+    from ticketlens.tasks.scoring import rescore_in_chunks
 
     schema = None
     if backend == "sqlite":

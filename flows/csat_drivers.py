@@ -36,10 +36,10 @@ from ticketlens.tasks.csat import (
     resolve_window,
     write_csat_reports,
 )
-from ticketlens.tasks.ingest import prepare_warehouse
 from ticketlens.tasks.run_names import csat_run_name
 from ticketlens.tasks.runlock import flow_lock
 from ticketlens.tasks.runstate import skipped_state
+from ticketlens.tasks.warehouse import prepare_warehouse
 
 
 @flow(name="csat-drivers", log_prints=True, flow_run_name=csat_run_name)

@@ -31,7 +31,6 @@ from ticketlens.tasks.ingest import (
     load_page,
     not_after,
     page_budget,
-    prepare_warehouse,
     read_stream_state,
     resume_position,
     validate_rating_page,
@@ -40,6 +39,7 @@ from ticketlens.tasks.ingest import (
 from ticketlens.tasks.run_names import ingest_run_name
 from ticketlens.tasks.runlock import flow_lock
 from ticketlens.tasks.runstate import skipped_state
+from ticketlens.tasks.warehouse import prepare_warehouse
 
 
 @flow(name="ingest", log_prints=True, flow_run_name=ingest_run_name)

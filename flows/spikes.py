@@ -19,7 +19,6 @@ from prefect.runtime import flow_run
 
 from ticketlens.adapters.settings import get_settings
 from ticketlens.models.windows import as_utc
-from ticketlens.tasks.ingest import prepare_warehouse
 from ticketlens.tasks.run_names import spikes_run_name
 from ticketlens.tasks.runlock import flow_lock
 from ticketlens.tasks.runstate import final_state, skipped_state
@@ -30,6 +29,7 @@ from ticketlens.tasks.spikes import (
     publish_spike_report,
     send_slack_alerts,
 )
+from ticketlens.tasks.warehouse import prepare_warehouse
 
 
 @flow(name="spike-detection", log_prints=True, flow_run_name=spikes_run_name)

@@ -11,10 +11,11 @@ from prefect.cache_policies import NO_CACHE
 
 from ticketlens.adapters.settings import Settings
 from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.predictions import EchoMarks, read_partition
 from ticketlens.adapters.warehouse.schema import backfill_partitions, tickets
 from ticketlens.models.states import PartitionStatus
 from ticketlens.models.windows import as_utc
-from ticketlens.tasks.scoring import EchoMarks, predict_frame, read_partition, rescore_in_chunks
+from ticketlens.tasks.scoring import predict_frame, rescore_in_chunks
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ def backfill_partition(settings: Settings, partition: Partition, version: str, r
     chunk = chunk or settings.scoring_chunk_size
     marks = EchoMarks.of(settings)  # fingerprints stored with the new predictions: their write-back echoes are
     # recognised by the next hourly run instead of being re-scored (models.echoes)
-    # The query is built in tasks.scoring (not here) so that it references the worker's own table objects even
-    # when this function is shipped by value to a Dask worker.
+    # The query is built in adapters.warehouse.predictions (not here) so that it references the worker's own
+    # table objects even when this function is shipped by value to a Dask worker.
     total = rescore_in_chunks(
         get_engine(settings.warehouse_url),
         lambda conn, after_id: read_partition(conn, partition.start, partition.end, after_id, chunk, marks),

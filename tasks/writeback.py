@@ -21,10 +21,20 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from ticketlens.adapters.helpdesk import HelpdeskError, HelpdeskNotFoundError, WriteOutcomeUnknownError
+from ticketlens.adapters.helpdesk import (
+    HelpdeskError,
+    HelpdeskNotFoundError,
+    WriteOutcomeUnknownError,
+    client_from_settings,
+)
 from ticketlens.adapters.settings import Settings
 from ticketlens.adapters.warehouse.engine import get_engine
-from ticketlens.adapters.warehouse.load import dialect_insert, get_stream_state, save_stream_state
+from ticketlens.adapters.warehouse.load import (
+    INSERT_BATCH,
+    dialect_insert,
+    get_stream_state,
+    save_stream_state,
+)
 from ticketlens.adapters.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
 from ticketlens.models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
 from ticketlens.models.states import SETTLED_JOBS, JobState, WritebackStatus
@@ -81,8 +91,8 @@ def plan_writeback(settings: Settings) -> int:
                 "desired_tags": stmt.excluded.desired_tags, "desired_fields": stmt.excluded.desired_fields,
                 "desired_sha256": stmt.excluded.desired_sha256,
                 "status": WritebackStatus.PENDING, "updated_at": stmt.excluded.updated_at, "attempts": 0, "last_error": None})
-            for start in range(0, len(changes), 2000):
-                conn.execute(stmt, changes[start:start + 2000])
+            for start in range(0, len(changes), INSERT_BATCH):
+                conn.execute(stmt, changes[start:start + INSERT_BATCH])
             planned = len(changes)
         if high is not None:
             high = as_utc(high)
@@ -94,8 +104,6 @@ def plan_writeback(settings: Settings) -> int:
 @task(name="push-writeback", cache_policy=NO_CACHE)
 def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict[str, int]:
     """Send pending and failed tickets in batches of ≤ 100 via update_many; never raises on helpdesk errors."""
-    from ticketlens.tasks.ingest import helpdesk_client
-
     logger = get_run_logger()
     engine = get_engine(settings.warehouse_url)
     w = writeback_state
@@ -111,7 +119,7 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
                         removable_tags(row["pushed_tags"], row["desired_tags"]))
         logger.info("[dry run] %d tickets would be updated; nothing was pushed", len(todo))
         return {"submitted": 0, "failed": 0, "in_doubt": 0, "dry_run": len(todo)}
-    client = helpdesk_client(settings)
+    client = client_from_settings(settings)
     submitted = failed = in_doubt = 0
     for start in range(0, len(todo), BATCH):
         batch = todo[start:start + BATCH]
@@ -189,11 +197,9 @@ def settle_by_read_back(settings: Settings, rows, from_status: WritebackStatus) 
     are ``done``; the others go back to ``pending`` (pushed again by this or the next run); deleted ones are
     ``failed`` with a reason. A read that fails leaves the rows as they are for the next run.
     """
-    from ticketlens.tasks.ingest import helpdesk_client
-
     engine = get_engine(settings.warehouse_url)
     w = writeback_state
-    client = helpdesk_client(settings)
+    client = client_from_settings(settings)
     confirmed = requeued = missing = unreadable = 0
     for start in range(0, len(rows), BATCH):
         batch = rows[start:start + BATCH]
@@ -249,11 +255,9 @@ def settle_lost_job(settings: Settings, job_id: str, reason: JobState) -> dict[s
 @task(name="poll-writeback-jobs", cache_policy=NO_CACHE)
 def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
     """Store job results; mark tickets done (pushed = desired) or failed (retried next run)."""
-    from ticketlens.tasks.ingest import helpdesk_client
-
     logger = get_run_logger()
     engine = get_engine(settings.warehouse_url)
-    client = helpdesk_client(settings)
+    client = client_from_settings(settings)
     w, j = writeback_state, writeback_jobs
     done = failed = open_jobs = settled = 0
     deadline = timedelta(seconds=settings.writeback_job_deadline_seconds)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.predictions import unscored_in_window
 from ticketlens.adapters.warehouse.schema import ticket_predictions, tickets
-from ticketlens.tasks.scoring import unscored_in_window
 
 H9 = datetime(2026, 11, 20, 9, tzinfo=UTC)
 
