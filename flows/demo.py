@@ -290,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
     # Before Prefect is imported: its settings are read once.
     prefect_home = use_local_prefect_home()
-    os.environ.setdefault("TICKETLENS_SPIKE_MAX_CATCHUP_HOURS", "720")  # replay the whole month once
+    # Replay the whole month once. The flows read their settings themselves (get_settings(): a deployment takes
+    # no settings parameter), so this one demo override goes where a deployment's would, the environment;
+    # setdefault lets a value the user exported win. The simulator subprocess does not read TICKETLENS_SPIKE_*.
+    os.environ.setdefault("TICKETLENS_SPIKE_MAX_CATCHUP_HOURS", "720")
 
     from ticketlens.adapters.settings import get_settings
     from ticketlens.adapters.warehouse.engine import checkpoint_warehouse
