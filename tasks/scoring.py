@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,27 @@ from ticketlens.models.windows import as_utc
 SCORING_STREAM = "scoring"  # its extraction_state watermark: max tickets.extracted_at scored, in µs
 _CACHE: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    """One score-new-tickets run: tickets scored with ``model_version``, and why the others kept their prediction
+    (write-back echoes, changes to fields scoring does not read, already scored by this version)."""
+
+    model_version: str
+    scored: int
+    echoes: int
+    unchanged_inputs: int
+    already_current: int
+
+
+@dataclass(frozen=True)
+class WindowScoringResult:
+    """One score-window-tickets run: tickets of the window scored, and those that kept their prediction."""
+
+    model_version: str
+    scored: int
+    kept: int
 
 
 class ChampionMissingError(RuntimeError):
@@ -276,7 +298,7 @@ def rescore_in_chunks(engine: sa.Engine, fetch, predict, run_id: str) -> int:
 
 
 @task(name="score-new-tickets", cache_policy=NO_CACHE)
-def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None) -> dict[str, Any]:
+def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None) -> ScoringResult:
     """Score tickets loaded since the scoring watermark (``tickets.extracted_at``), chunk by chunk.
 
     Each chunk's predictions and the watermark that follows it commit together, so a killed run resumes.
@@ -305,13 +327,13 @@ def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None)
                     "(e.g. by the backfill), %d write-back echoes (only TicketLens's own tags/fields changed), %d "
                     "with unchanged scoring inputs", len(changed), len(frame), settings.model_name, version,
                     skipped["current"], skipped["echo"], skipped["kept"])
-    return {"model_version": version, "scored": scored_total, "echoes": unchanged["echo"],
-            "unchanged_inputs": unchanged["kept"], "already_current": unchanged["current"]}
+    return ScoringResult(model_version=version, scored=scored_total, echoes=unchanged["echo"],
+                         unchanged_inputs=unchanged["kept"], already_current=unchanged["current"])
 
 
 @task(name="score-window-tickets", cache_policy=NO_CACHE)
 def score_window_tickets(settings: Settings, run_id: str, start: datetime, end: datetime,
-                         chunk: int | None = None) -> dict[str, Any]:
+                         chunk: int | None = None) -> WindowScoringResult:
     """Make sure every ticket updated in the run's window carries a current prediction by the champion.
 
     ``score-new-tickets`` follows a watermark, so after it this usually finds nothing; it matters when an hour
@@ -336,4 +358,4 @@ def score_window_tickets(settings: Settings, run_id: str, start: datetime, end: 
     get_run_logger().info("Window %s → %s: %d tickets without a current v%s prediction scored (%d kept their "
                           "prediction: scoring inputs unchanged)", start.isoformat(), end.isoformat(), total,
                           version, kept)
-    return {"model_version": version, "scored": total, "kept": kept}
+    return WindowScoringResult(model_version=version, scored=total, kept=kept)

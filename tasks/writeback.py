@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,41 @@ from ticketlens.models.states import SETTLED_JOBS, JobState, WritebackStatus
 from ticketlens.models.windows import as_utc
 
 BATCH = 100
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Tickets of one push: submitted in a job, failed to submit (retried next run), sent without a clear answer
+    (read back next run), or only listed because of TICKETLENS_WRITEBACK_DRY_RUN."""
+
+    submitted: int = 0
+    failed: int = 0
+    in_doubt: int = 0
+    dry_run: int = 0
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """Tickets settled by reading them back: carrying their tags (done), requeued, deleted, or unreadable."""
+
+    confirmed: int = 0
+    requeued: int = 0
+    missing: int = 0
+    unreadable: int = 0
+
+    @property
+    def settled(self) -> int:
+        return self.confirmed + self.requeued + self.missing
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """Tickets confirmed or rejected by finished jobs, jobs still open, and tickets settled by reading back."""
+
+    done: int = 0
+    failed: int = 0
+    open_jobs: int = 0
+    settled_by_read_back: int = 0
 PLAN_STREAM = "writeback-plan"  # extraction_state row: watermark = max predicted_at planned (µs), cursor = config
 PLAN_LOOKBACK = timedelta(minutes=10)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -102,7 +138,7 @@ def plan_writeback(settings: Settings) -> int:
 
 
 @task(name="push-writeback", cache_policy=NO_CACHE)
-def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict[str, int]:
+def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> PushResult:
     """Send pending and failed tickets in batches of ≤ 100 via update_many; never raises on helpdesk errors."""
     logger = get_run_logger()
     engine = get_engine(settings.warehouse_url)
@@ -118,7 +154,7 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
             logger.info("[dry run] ticket %s: +%s -%s", row["ticket_id"], row["desired_tags"],
                         removable_tags(row["pushed_tags"], row["desired_tags"]))
         logger.info("[dry run] %d tickets would be updated; nothing was pushed", len(todo))
-        return {"submitted": 0, "failed": 0, "in_doubt": 0, "dry_run": len(todo)}
+        return PushResult(dry_run=len(todo))
     client = client_from_settings(settings)
     submitted = failed = in_doubt = 0
     for start in range(0, len(todo), BATCH):
@@ -154,7 +190,7 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
             conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(
                 status=WritebackStatus.SUBMITTED, job_id=job.id, attempts=w.c.attempts + 1, updated_at=now))
         submitted += len(batch)
-    return {"submitted": submitted, "failed": failed, "in_doubt": in_doubt, "dry_run": 0}
+    return PushResult(submitted=submitted, failed=failed, in_doubt=in_doubt)
 
 
 def ticket_matches(ticket: dict[str, Any], desired_tags: list[str], pushed_tags: list[str] | None,
@@ -167,7 +203,7 @@ def ticket_matches(ticket: dict[str, Any], desired_tags: list[str], pushed_tags:
     return all(fields.get(f["id"]) == f["value"] for f in desired_fields or ())
 
 
-def reconcile_in_doubt(settings: Settings) -> dict[str, int]:
+def reconcile_in_doubt(settings: Settings) -> ReadBack:
     """Settle batches a killed run left between "about to push" and "job recorded".
 
     Whether that push reached the helpdesk is unknown, so instead of pushing again (a double write-back) the
@@ -179,16 +215,16 @@ def reconcile_in_doubt(settings: Settings) -> dict[str, int]:
         rows = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.desired_sha256,
                                       w.c.pushed_tags).where(w.c.status == WritebackStatus.PUSHING)).mappings().all()
     if not rows:
-        return {"confirmed": 0, "requeued": 0, "missing": 0, "unreadable": 0}
+        return ReadBack()
     settled = settle_by_read_back(settings, rows, WritebackStatus.PUSHING)
     get_run_logger().warning(
         "Write-back: %d tickets were in doubt after an interrupted run: %d already carried their tags (not pushed "
-        "again), %d requeued, %d no longer in the helpdesk.", len(rows), settled["confirmed"], settled["requeued"],
-        settled["missing"])
+        "again), %d requeued, %d no longer in the helpdesk.", len(rows), settled.confirmed, settled.requeued,
+        settled.missing)
     return settled
 
 
-def settle_by_read_back(settings: Settings, rows, from_status: WritebackStatus) -> dict[str, int]:
+def settle_by_read_back(settings: Settings, rows, from_status: WritebackStatus) -> ReadBack:
     """Read tickets back (show_many, ≤ 100 per request) and settle each row still in ``from_status``.
 
     Used whenever the helpdesk's own answer about a write is gone or never came: a batch in doubt after an
@@ -226,10 +262,10 @@ def settle_by_read_back(settings: Settings, rows, from_status: WritebackStatus) 
                     requeued += 1
                 conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"], w.c.status == from_status)
                              .values(updated_at=now, **values))
-    return {"confirmed": confirmed, "requeued": requeued, "missing": missing, "unreadable": unreadable}
+    return ReadBack(confirmed, requeued, missing, unreadable)
 
 
-def settle_lost_job(settings: Settings, job_id: str, reason: JobState) -> dict[str, int]:
+def settle_lost_job(settings: Settings, job_id: str, reason: JobState) -> ReadBack:
     """A job whose status is gone (404) or overdue: settle its submitted tickets by reading them back."""
     w, j = writeback_state, writeback_jobs
     engine = get_engine(settings.warehouse_url)
@@ -237,9 +273,8 @@ def settle_lost_job(settings: Settings, job_id: str, reason: JobState) -> dict[s
         rows = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.desired_sha256,
                                       w.c.pushed_tags).where(w.c.job_id == job_id, w.c.status == WritebackStatus.SUBMITTED)
                             ).mappings().all()
-    settled = settle_by_read_back(settings, rows, WritebackStatus.SUBMITTED) if rows else {
-        "confirmed": 0, "requeued": 0, "missing": 0, "unreadable": 0}
-    if not settled["unreadable"]:
+    settled = settle_by_read_back(settings, rows, WritebackStatus.SUBMITTED) if rows else ReadBack()
+    if not settled.unreadable:
         with engine.begin() as conn:  # nothing left to poll: the job row records why it was settled this way
             conn.execute(sa.update(j).where(j.c.job_id == job_id).values(
                 status=reason, checked_at=datetime.now(UTC)))
@@ -248,12 +283,12 @@ def settle_lost_job(settings: Settings, job_id: str, reason: JobState) -> dict[s
         "%d no longer in the helpdesk, %d unreadable (next run).", job_id,
         "expired (HTTP 404: Zendesk keeps job statuses about an hour)" if reason == JobState.EXPIRED else
         f"still open after TICKETLENS_WRITEBACK_JOB_DEADLINE_SECONDS={settings.writeback_job_deadline_seconds:g}",
-        len(rows), settled["confirmed"], settled["requeued"], settled["missing"], settled["unreadable"])
+        len(rows), settled.confirmed, settled.requeued, settled.missing, settled.unreadable)
     return settled
 
 
 @task(name="poll-writeback-jobs", cache_policy=NO_CACHE)
-def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
+def poll_writeback_jobs(settings: Settings) -> PollResult:
     """Store job results; mark tickets done (pushed = desired) or failed (retried next run)."""
     logger = get_run_logger()
     engine = get_engine(settings.warehouse_url)
@@ -272,8 +307,8 @@ def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
             except HelpdeskNotFoundError:
                 # Zendesk dropped the status (about an hour after the job): the tickets themselves tell.
                 result = settle_lost_job(settings, job_id, JobState.EXPIRED)
-                settled += result["confirmed"] + result["requeued"] + result["missing"]
-                done += result["confirmed"]
+                settled += result.settled
+                done += result.confirmed
                 continue
             except HelpdeskError as exc:
                 logger.warning("Job %s status unavailable (%s); checked again next run.", job_id, exc)
@@ -302,15 +337,15 @@ def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
             if not job.finished:
                 if now - as_utc(submitted_at) > deadline:  # open for too long: read the tickets back instead
                     result = settle_lost_job(settings, job_id, JobState.OVERDUE)
-                    settled += result["confirmed"] + result["requeued"] + result["missing"]
-                    done += result["confirmed"]
+                    settled += result.settled
+                    done += result.confirmed
                 else:
                     open_jobs += 1
         if not open_jobs:
             break
         if attempt + 1 < settings.writeback_job_polls:
             time.sleep(settings.writeback_poll_interval_seconds)
-    return {"done": done, "failed": failed, "open_jobs": open_jobs, "settled_by_read_back": settled}
+    return PollResult(done, failed, open_jobs, settled)
 
 
 def writeback_summary(engine_url: str) -> dict[str, Any]:
