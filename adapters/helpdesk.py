@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +31,8 @@ from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from ticketlens.adapters import http_body
+from ticketlens.models.states import FINISHED_JOBS
+from ticketlens.models.windows import as_utc
 
 log = logging.getLogger("ticketlens.helpdesk")
 
@@ -137,7 +138,7 @@ class JobStatus:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed", "killed")
+        return self.status in FINISHED_JOBS
 
 
 class TokenBucket:
@@ -202,9 +203,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     if when is None:
         return None
-    if when.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    # "-0000" dates come back naive; HTTP dates are always GMT, which is how as_utc reads a naive value
+    return max(0.0, as_utc(when).timestamp() - (time.time() if now is None else now))
 
 
 def _reveal(value: str | SecretStr | None) -> str | None:
@@ -790,3 +790,22 @@ def _error_text(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("description") or body.get("error") or body)[:200]
     return str(body)[:200]
+
+
+_CLIENTS: dict[tuple, HelpdeskClient] = {}
+
+
+def client_from_settings(settings) -> HelpdeskClient:
+    """One client per distinct settings per process, so the client-side rate limiter spans the whole run.
+
+    The key includes the secret values (a rotated token gets a fresh client) but is never logged.
+    """
+    secrets = tuple(
+        s.get_secret_value() if s is not None else None
+        for s in (settings.helpdesk_api_token, settings.helpdesk_oauth_token)
+    )
+    key = (settings.model_dump_json(), secrets)
+    client = _CLIENTS.get(key)
+    if client is None:
+        client = _CLIENTS[key] = HelpdeskClient.from_settings(settings)
+    return client

@@ -5,7 +5,7 @@ backend a fresh child process seeds a warehouse (not timed), trains the default 
 tickets (not timed), then runs the loop of ``tasks.backfill.backfill_partition`` — keyset-paginated chunks of
 5,000 tickets, ``models.scoring.score_tickets`` (text cleaning, classifier; sentiment and language detection in two
 worker processes beside it, as in production for chunks this size; routing),
-``tasks.scoring.write_predictions`` — over the whole history through ``tasks.scoring.rescore_in_chunks`` (reads and
+``adapters.warehouse.predictions.write_predictions`` — over the whole history through ``tasks.scoring.rescore_in_chunks`` (reads and
 writes overlapped with the model), and reports tickets/s and the child's peak RSS.
 "Bare model" is ``pipeline.predict_proba`` on 100,000 of the same texts already in memory.
 """
@@ -45,16 +45,17 @@ def child(backend: str, tickets: int) -> dict:
     import sqlalchemy as sa
 
     from bench.ingest_bench import _drop_pg_schema, _pg_schema_url
+    from ticketlens.adapters.settings import RoutingSettings
     from ticketlens.adapters.warehouse.engine import get_engine
+    from ticketlens.adapters.warehouse.predictions import read_tickets
     from ticketlens.adapters.warehouse.schema import tickets as tickets_t
     from ticketlens.models.classifier import build_pipeline
     from ticketlens.models.language import detect_languages
     from ticketlens.models.offload import ProcessWorker
-    from ticketlens.models.routing import RoutingPolicy
     from ticketlens.models.scoring import score_tickets
     from ticketlens.models.sentiment import SentimentWorker, VaderSentiment
     from ticketlens.models.taxonomy import load_taxonomy
-    from ticketlens.tasks.scoring import read_tickets, rescore_in_chunks
+    from ticketlens.tasks.scoring import rescore_in_chunks
 
     schema = None
     if backend == "sqlite":
@@ -80,7 +81,7 @@ def child(backend: str, tickets: int) -> dict:
         bare = len(sample) / (time.perf_counter() - t0)
         del sample, train
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        taxonomy, policy = load_taxonomy(), RoutingPolicy()
+        taxonomy, policy = load_taxonomy(), RoutingSettings().policy()
         t0 = time.perf_counter()
         # As in production for 5,000-ticket chunks (tasks.scoring.sentiment_for / language_detector_for): VADER
         # and a single-threaded lingua in two worker processes, whose start-up is inside the timed loop.

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from ticketlens.adapters.settings import CsatSettings
 from ticketlens.helpdesk_sim.csat_cases import FIRST_AGENT_ID, FIRST_GROUP_ID, one_bad_agent_ratings
 from ticketlens.helpdesk_sim.csat_frames import agent_names, group_names, rating_frame
 from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     # The factor tests are shown next to the levels but select nothing, so the drivers are the same without them;
     # leaving out their four extra fits makes the 100-dataset run ~3× faster.
     # method="bh": the reports' own significance is BH; BY (the default) is counted from the same p-values.
-    config = DriverConfig(fdr=args.fdr, factor_tests=False, method="bh")
+    config = replace(CsatSettings().drivers(), fdr=args.fdr, factor_tests=False, method="bh")
     if "agents" in args.parts:
         agent_table(args, config)
     results = []

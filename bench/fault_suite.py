@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -97,7 +97,7 @@ def scoring_step() -> dict:
 
     @flow(name="fault-scoring")
     def run() -> dict:
-        return score_new_tickets(get_settings(), f"fault-{uuid.uuid4().hex[:8]}")
+        return asdict(score_new_tickets(get_settings(), f"fault-{uuid.uuid4().hex[:8]}"))
 
     return run()
 
@@ -112,7 +112,7 @@ def writeback_step() -> dict:
     def run() -> dict:
         settings = get_settings()
         plan_writeback(settings)
-        return {"push": push_writeback(settings, "fault"), "poll": poll_writeback_jobs(settings)}
+        return {"push": asdict(push_writeback(settings, "fault")), "poll": asdict(poll_writeback_jobs(settings))}
 
     return run()
 

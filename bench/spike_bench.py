@@ -204,14 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fdr", type=float, default=None, help="override TICKETLENS_SPIKE_FDR")
     args = parser.parse_args(argv)
     from ticketlens.adapters.settings import load_settings
-    from ticketlens.tasks.spikes import lifecycle_params, spike_params
 
     settings = load_settings()
-    params = spike_params(settings)
+    params = settings.spike.params()
     if args.fdr is not None:
         params = replace(params, fdr=args.fdr)
     print(f"detector: {params}")
-    results = [run(source, args.days, tpd, args.incidents, args.seed, params, lifecycle_params(settings))
+    results = [run(source, args.days, tpd, args.incidents, args.seed, params, settings.spike.lifecycle())
                for source in args.sources for tpd in args.tickets_per_day]
     print("\n| counts | tickets/day | days | incidents | found | ≥3×·≥2h found (goal all) "
           "| ≥5× in first hour (goal all) | median / max delay (h) | alerts | precision | false alerts "

@@ -110,17 +110,13 @@ def publish_summary(model_name: str, version: str, start: datetime | None, end: 
                              description="What this backfill re-scored, and with which model version.")
 
 
-def _utc_arg(value: str) -> datetime:
-    return as_utc(value)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m ticketlens.flows.backfill [--start ISO] [--end ISO] [--version N | --alias champion]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Re-score ticket history with a registered model version.")
-    parser.add_argument("--start", type=_utc_arg, help="UTC date/time, e.g. 2026-08-01")
-    parser.add_argument("--end", type=_utc_arg)
+    parser.add_argument("--start", type=as_utc, help="UTC date/time, e.g. 2026-08-01")
+    parser.add_argument("--end", type=as_utc)
     parser.add_argument("--alias", default=CHAMPION)
     parser.add_argument("--version")
     args = parser.parse_args(argv)

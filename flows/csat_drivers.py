@@ -42,10 +42,10 @@ from ticketlens.tasks.csat import (
     resolve_window,
     write_csat_reports,
 )
-from ticketlens.tasks.ingest import prepare_warehouse
 from ticketlens.tasks.run_names import csat_run_name
 from ticketlens.tasks.runlock import flow_lock
 from ticketlens.tasks.runstate import skipped_state
+from ticketlens.tasks.warehouse import prepare_warehouse
 
 
 @dataclass
@@ -70,7 +70,7 @@ class CsatDriversResult:
 def csat_drivers(start: datetime | None = None, end: datetime | None = None) -> CsatDriversResult:
     settings = get_settings()
     run_id = str(flow_run.id or uuid4())
-    window = resolve_window(start, end, flow_run.scheduled_start_time, settings.csat_window_days)
+    window = resolve_window(start, end, flow_run.scheduled_start_time, settings.csat.window_days)
     prepare_warehouse(settings.warehouse_url)
     with flow_lock(settings, "csat-drivers", run_id) as held:
         if not held:
@@ -90,9 +90,9 @@ def _analyse(settings, run_id: str, window: Window) -> CsatDriversResult:
     charts = draw_csat_charts(settings, window, analysis, reasons, ops)
     artifacts = publish_csat_artifacts(settings, window, analysis, reasons, ops, charts)
     report = analysis.report
-    lines = driver_lines(report, settings.csat_top_drivers)
+    lines = driver_lines(report, settings.csat.top_drivers)
     print(f"CSAT {window.describe()}: {report.ratings} ratings, {report.bad} bad; "
-          f"{len(report.drivers)} drivers at FDR {settings.csat_fdr}")
+          f"{len(report.drivers)} drivers at FDR {settings.csat.fdr}")
     for line in lines:
         print("  " + line)
     return CsatDriversResult(window, report.ratings, report.bad, report.drivers, lines,
@@ -101,14 +101,10 @@ def _analyse(settings, run_id: str, window: Window) -> CsatDriversResult:
                              artifacts=artifacts)
 
 
-def _utc_arg(value: str) -> datetime:
-    return as_utc(value)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the csat-drivers flow once.")
-    parser.add_argument("--start", type=_utc_arg, help="window start (UTC, ISO 8601)")
-    parser.add_argument("--end", type=_utc_arg, help="window end (UTC, ISO 8601); default now")
+    parser.add_argument("--start", type=as_utc, help="window start (UTC, ISO 8601)")
+    parser.add_argument("--end", type=as_utc, help="window end (UTC, ISO 8601); default now")
     args = parser.parse_args(argv)
     csat_drivers(start=args.start, end=args.end)
     return 0

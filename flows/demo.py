@@ -246,8 +246,8 @@ def incident_report(url: str, settings) -> list[str]:
                     f"{hourly} tickets in those hours ({hourly / hours:.1f}/h vs {usual:.1f}/h usually)")
             if alert is not None:
                 lines.append(f"FOUND   {what}; alert opened {alert.started_at:%d %b %H:%M}")
-            elif hourly / hours < settings.spike_min_count:
-                lines.append(f"missed  {what}; below the paging floor of {settings.spike_min_count} tickets/hour "
+            elif hourly / hours < settings.spike.min_count:
+                lines.append(f"missed  {what}; below the paging floor of {settings.spike.min_count} tickets/hour "
                              f"(TICKETLENS_SPIKE_MIN_COUNT): too thin to page on at {DEMO_TICKETS_PER_DAY} "
                              "tickets/day")
             else:
@@ -295,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
     # Before Prefect is imported: its settings are read once.
     prefect_home = use_local_prefect_home()
-    os.environ.setdefault("TICKETLENS_SPIKE_MAX_CATCHUP_HOURS", "720")  # replay the whole month once
+    # Replay the whole month once. The flows read their settings themselves (get_settings(): a deployment takes
+    # no settings parameter), so this one demo override goes where a deployment's would, the environment;
+    # setdefault lets a value the user exported win. The simulator subprocess does not read TICKETLENS_SPIKE_*.
+    os.environ.setdefault("TICKETLENS_SPIKE_MAX_CATCHUP_HOURS", "720")
 
     from ticketlens.adapters.settings import get_settings
     from ticketlens.adapters.warehouse.engine import checkpoint_warehouse
@@ -382,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(report, dict):  # a run that did not complete: skipped for the run lock (stage.call said so)
         raise SystemExit("Another csat-drivers run holds the warehouse run lock; wait for it and run again.")
     stage.done(f"{report.ratings:,} ratings ({report.bad} bad): {len(report.driver_lines)} driver(s) at "
-               f"FDR {settings.csat_fdr}")
+               f"FDR {settings.csat.fdr}")
     for line in report.driver_lines[:5]:
         stage.detail(f"  {line}")
 

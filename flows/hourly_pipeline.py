@@ -23,6 +23,7 @@ model fails the run with a message that says to run ``nightly-retrain`` first.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from uuid import uuid4
 
@@ -76,8 +77,8 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> tuple[dict,
     pushed = push_writeback(settings, run_id)
     polled = poll_writeback_jobs(settings)
     states = writeback_summary(settings.warehouse_url)
-    if pushed["failed"] or polled["failed"]:
-        failures["write-back"] = (f"{pushed['failed']} ticket(s) failed to submit, {polled['failed']} rejected by "
+    if pushed.failed or polled.failed:
+        failures["write-back"] = (f"{pushed.failed} ticket(s) failed to submit, {polled.failed} rejected by "
                                   "the helpdesk (status 'failed' in writeback_state; retried next run)")
     # Last: scoring and write-back are committed, so a failure here loses nothing (the next run catches up).
     spike_state = spike_detection(as_of=window.end, return_state=True)
@@ -99,19 +100,19 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> tuple[dict,
         f"- ingest: {ingested['tickets']['fetched']} tickets, {ingested['satisfaction_ratings']['fetched']} ratings"
         + (f", {ingested['csat_survey_responses']['fetched']} CSAT survey responses"
            if "csat_survey_responses" in ingested else ""),
-        f"- scored {scored['scored']} new tickets with {settings.model_name} v{scored['model_version']}, "
-        f"{in_window['scored']} more updated in the window that had no current prediction",
-        f"- not re-scored: {scored['echoes']} write-back echoes (only TicketLens's own tags/fields changed), "
-        f"{scored['unchanged_inputs']} changed in fields scoring does not read",
-        f"- write-back: {planned} planned, {pushed['submitted']} submitted, {pushed['failed']} failed to submit, "
-        f"{pushed['in_doubt']} sent without a clear answer (read back next run), "
-        f"{polled['done']} confirmed, {polled['failed']} rejected by the helpdesk, {polled['open_jobs']} jobs open, "
-        f"{polled.get('settled_by_read_back', 0)} settled by reading tickets back (job status expired or overdue)"
-        + (f", dry run: {pushed['dry_run']} would be pushed" if pushed["dry_run"] else ""),
+        f"- scored {scored.scored} new tickets with {settings.model_name} v{scored.model_version}, "
+        f"{in_window.scored} more updated in the window that had no current prediction",
+        f"- not re-scored: {scored.echoes} write-back echoes (only TicketLens's own tags/fields changed), "
+        f"{scored.unchanged_inputs} changed in fields scoring does not read",
+        f"- write-back: {planned} planned, {pushed.submitted} submitted, {pushed.failed} failed to submit, "
+        f"{pushed.in_doubt} sent without a clear answer (read back next run), "
+        f"{polled.done} confirmed, {polled.failed} rejected by the helpdesk, {polled.open_jobs} jobs open, "
+        f"{polled.settled_by_read_back} settled by reading tickets back (job status expired or overdue)"
+        + (f", dry run: {pushed.dry_run} would be pushed" if pushed.dry_run else ""),
         f"- write-back state: {states}",
         spike_line,
     ]
-    if pushed["failed"] or polled["failed"]:
+    if pushed.failed or polled.failed:
         lines.append("- failed write-backs are retried by the next run; `SELECT ticket_id, attempts, last_error "
                      "FROM writeback_state WHERE status = 'failed'` shows why")
     lines.append("- final state: " + ("Failed — did not finish: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
@@ -119,8 +120,9 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> tuple[dict,
     create_markdown_artifact(key="hourly-pipeline-summary", markdown="\n".join(lines),
                              description="What this hour's run ingested, scored and pushed.")
     print("\n".join(lines[2:]))
-    return {"window": window.as_dict(), "ingest": ingested, "scoring": scored, "window_scoring": in_window,
-            "planned": planned, "push": pushed, "poll": polled, "writeback_states": states, "spikes": spikes,
+    # The flow's result (what a caller and the Prefect UI see) stays plain JSON-friendly dicts.
+    return {"window": window.as_dict(), "ingest": ingested, "scoring": asdict(scored),
+            "window_scoring": asdict(in_window), "planned": planned, "push": asdict(pushed), "poll": asdict(polled), "writeback_states": states, "spikes": spikes,
             "failed_steps": failures}, failures
 
 

@@ -7,6 +7,7 @@ from the last committed page; re-running is harmless because every write is an i
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from uuid import uuid4
 
@@ -31,7 +32,6 @@ from ticketlens.tasks.ingest import (
     load_page,
     not_after,
     page_budget,
-    prepare_warehouse,
     read_stream_state,
     resume_position,
     validate_rating_page,
@@ -40,6 +40,7 @@ from ticketlens.tasks.ingest import (
 from ticketlens.tasks.run_names import ingest_run_name
 from ticketlens.tasks.runlock import flow_lock
 from ticketlens.tasks.runstate import skipped_state
+from ticketlens.tasks.warehouse import prepare_warehouse
 
 
 @flow(name="ingest", log_prints=True, flow_run_name=ingest_run_name)
@@ -81,7 +82,7 @@ def _ingest(settings: Settings, start_time, max_pages, run_id) -> dict[str, dict
         if survey is not None:
             summaries.append(survey)
     csat = csat_api_report(settings.helpdesk_csat_api, summaries, plan, unavailable)
-    publish_summary(summaries, settings, notes=[csat["line"]])
+    publish_summary(summaries, settings, notes=[csat.line])
     loops = [s for s in summaries if s.stopped and s.stopped.startswith("repeated")]
     if loops:
         raise PaginationLoopError(
@@ -90,7 +91,7 @@ def _ingest(settings: Settings, start_time, max_pages, run_id) -> dict[str, dict
             "Check the helpdesk (TICKETLENS_HELPDESK_BASE_URL) before the next run, which resumes from that cursor."
         )
     result = {s.stream: {k: v for k, v in vars(s).items() if k != "checks"} for s in summaries}
-    result["csat_api"] = csat
+    result["csat_api"] = asdict(csat)  # the flow result stays plain dicts
     return result
 
 
@@ -198,7 +199,17 @@ def _short(cursor: str | None) -> str:
 
 
 
-def csat_api_report(setting: str, summaries: list[StreamSummary], plan, unavailable: str | None) -> dict:
+@dataclass(frozen=True)
+class CsatApiReport:
+    """Which CSAT API(s) this run found ratings in, for the summary ``line`` and the flow's result."""
+
+    setting: str  # TICKETLENS_HELPDESK_CSAT_API
+    used: list[str]
+    line: str
+    survey_available: bool
+
+
+def csat_api_report(setting: str, summaries: list[StreamSummary], plan, unavailable: str | None) -> CsatApiReport:
     """Which CSAT API this account uses, as the ingest summary states it."""
     by = {s.stream: s for s in summaries}
     legacy, survey = by.get(RATING_STREAM), by.get(SURVEY_STREAM)
@@ -216,8 +227,7 @@ def csat_api_report(setting: str, summaries: list[StreamSummary], plan, unavaila
         parts.append(unavailable)
     line = (f"CSAT API (TICKETLENS_HELPDESK_CSAT_API={setting}): this run found ratings in "
             f"{' and '.join(used) if used else 'neither API (no new ratings)'} — " + "; ".join(parts))
-    return {"setting": setting, "used": used, "line": line,
-            "survey_available": plan.survey and unavailable is None}
+    return CsatApiReport(setting=setting, used=used, line=line, survey_available=plan.survey and unavailable is None)
 
 
 def publish_summary(summaries: list[StreamSummary], settings: Settings, notes: list[str] | None = None) -> None:

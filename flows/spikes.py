@@ -20,12 +20,12 @@ from prefect.runtime import flow_run
 from ticketlens.adapters.settings import get_settings
 from ticketlens.models.spike_report import SlackDelivery, SpikeRun, describe_hours
 from ticketlens.models.windows import as_utc
-from ticketlens.tasks.ingest import prepare_warehouse
 from ticketlens.tasks.run_names import spikes_run_name
 from ticketlens.tasks.runlock import flow_lock
 from ticketlens.tasks.runstate import final_state, skipped_state
 from ticketlens.tasks.runtime import hourly_window
 from ticketlens.tasks.spikes import detect_spikes_task, publish_spike_report, send_slack_alerts
+from ticketlens.tasks.warehouse import prepare_warehouse
 
 
 @flow(name="spike-detection", log_prints=True, flow_run_name=spikes_run_name)

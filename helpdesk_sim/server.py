@@ -37,7 +37,6 @@ from ticketlens.helpdesk_sim.zendesk_extras import (
 )
 from ticketlens.helpdesk_sim.zendesk_extras import install as install_zendesk_extras
 
-INFINITY = 2**62
 RATE_LIMITED = {"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}
 
 

@@ -29,8 +29,6 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from ticketlens.models.text import prepare_text
 
-#: The model's input columns (raw ticket fields, as stored in the warehouse).
-INPUT_COLUMNS = ("subject", "description")
 #: A PII-free input example logged with the model (never a real ticket).
 INPUT_EXAMPLE = pd.DataFrame({
     "subject": ["Password reset link expired"],

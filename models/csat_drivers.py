@@ -61,9 +61,12 @@ FDR_METHODS = {"by": "Benjamini-Yekutieli", "bh": "Benjamini-Hochberg"}
 
 @dataclass(frozen=True)
 class DriverConfig:
-    fdr: float = 0.05  # false discovery rate, one family: every tested level of every factor (``_flat_fdr``)
-    method: str = "by"  # "by" (Benjamini-Yekutieli, any dependence) or "bh" (Benjamini-Hochberg, PRDS)
-    min_segment_ratings: int = 20  # fewer → pooled into "(other)" in the model, never reported as a driver
+    """Settings of the driver analysis; ``adapters.settings.CsatSettings.drivers()`` builds the deployed one
+    (``TICKETLENS_CSAT_*``). The last three are modelling constants, not settings."""
+
+    fdr: float  # false discovery rate, one family: every tested level of every factor (``_flat_fdr``)
+    method: str  # "by" (Benjamini-Yekutieli, any dependence) or "bh" (Benjamini-Hochberg, PRDS)
+    min_segment_ratings: int  # fewer → pooled into "(other)" in the model, never reported as a driver
     prior_ratings: float = 2.0  # pseudo-ratings per level at the overall bad rate (weak shrinkage of log-odds)
     interval: float = 0.90  # credible interval of the shrunk bad-rate
     factor_tests: bool = True  # likelihood-ratio test per factor (shown, selects nothing; 4 extra fits)
@@ -412,10 +415,10 @@ def _flat_fdr(pvalues: np.ndarray, method: str = "bh") -> np.ndarray:
     return q
 
 
-def analyse_drivers(frame: pd.DataFrame, config: DriverConfig | None = None) -> DriverReport:
+def analyse_drivers(frame: pd.DataFrame, config: DriverConfig) -> DriverReport:
     """Segment bad-rates, adjusted effects with FDR control, and the ranked drivers. ``frame`` from
     ``prepare_ratings``."""
-    c = config or DriverConfig()
+    c = config
     n, n_bad = len(frame), int(frame["bad"].sum()) if len(frame) else 0
     segments = all_segment_rates(frame, interval=c.interval) if n else pd.DataFrame()
     empty = pd.DataFrame(columns=DRIVER_COLUMNS)

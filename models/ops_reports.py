@@ -35,16 +35,19 @@ AUTO_REPLY_COLUMNS = ["category", "name", "tickets", "mean_confidence", "high_co
 
 @dataclass(frozen=True)
 class OpsConfig:
-    min_confidence: float = 0.6  # predictions below this are not used to judge the menu
-    min_option_tickets: int = 20  # options with fewer tickets are not judged
+    """Thresholds of the ops reports; ``adapters.settings.OpsSettings.config()`` builds the deployed one.
+    ``misuse_share`` is a reporting constant, not a setting."""
+
+    min_confidence: float  # predictions below this are not used to judge the menu
+    min_option_tickets: int  # options with fewer tickets are not judged
+    auto_reply_threshold: float
+    auto_reply_min_tickets: int
+    auto_reply_min_high_confidence_share: float
     misuse_share: float = 0.2  # an option matched less often than (1 - this) is "misused"
-    auto_reply_threshold: float = 0.8
-    auto_reply_min_tickets: int = 30
-    auto_reply_min_high_confidence_share: float = 0.6
 
 
 def self_selection_report(tickets: pd.DataFrame, taxonomy: Taxonomy,
-                          config: OpsConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                          config: OpsConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``tickets``: contact_reason (and optionally contact_reasons), category (predicted), confidence.
     Returns (per option, confusion pairs).
 
@@ -52,7 +55,7 @@ def self_selection_report(tickets: pd.DataFrame, taxonomy: Taxonomy,
     weight 1/k, so every ticket weighs 1 in total: an option's "tickets" is a weighted count (rounded to 0.01)
     and its matched share is the weighted share of its tickets whose predicted category is that option.
     """
-    c = config or OpsConfig()
+    c = config
     frame = _one_row_per_chosen_reason(tickets).dropna(subset=["contact_reason", "category"])
     frame = frame[(frame["confidence"] >= c.min_confidence) & frame["contact_reason"].isin(taxonomy.categories)
                   & frame["category"].isin(taxonomy.categories)]
@@ -121,9 +124,9 @@ def _count(value: float) -> int | float:
 
 
 def auto_reply_candidates(predictions: pd.DataFrame, ratings: pd.DataFrame, taxonomy: Taxonomy,
-                          config: OpsConfig | None = None) -> pd.DataFrame:
+                          config: OpsConfig) -> pd.DataFrame:
     """``predictions``: category, confidence (one row per ticket); ``ratings``: category, bad (one per rating)."""
-    c = config or OpsConfig()
+    c = config
     if predictions.empty:
         return pd.DataFrame(columns=AUTO_REPLY_COLUMNS)
     vol = predictions.groupby("category").agg(

@@ -12,7 +12,7 @@ They decide what the helpdesk does with a classified ticket, so they are small, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ticketlens.models.taxonomy import Taxonomy
 
@@ -22,10 +22,13 @@ RAISING_SEGMENTS = ("business", "creator")
 
 @dataclass(frozen=True)
 class RoutingPolicy:
-    triage_threshold: float = 0.5
+    """Routing thresholds; ``adapters.settings.RoutingSettings.policy()`` builds the deployed one. The triage
+    group's name is a taxonomy constant, not a setting."""
+
+    triage_threshold: float
+    auto_reply_threshold: float
+    language_queues: Mapping[str, str]  # e.g. {"ja": "japanese_queue"}
     triage_group: str = "tier1_general"
-    auto_reply_threshold: float = 0.8
-    language_queues: Mapping[str, str] = field(default_factory=dict)  # e.g. {"ja": "japanese_queue"}
 
 
 def tier(category: str, sentiment: str | None, segment: str | None, taxonomy: Taxonomy) -> int:

@@ -21,7 +21,6 @@ from ticketlens.models.text import mask_pii
 
 NEGATIVE_BELOW = -0.25
 POSITIVE_ABOVE = 0.25
-LABELS = ("negative", "neutral", "positive")
 
 
 def label_scores(scores: np.ndarray) -> list[str]:

@@ -229,7 +229,7 @@ def _quiet_peaks(window: pd.Series, alert_hours: set, share: float, max_peaks: i
 
 
 def spike_chart_data(counts: pd.DataFrame, alert: Alert, *, parents: Mapping[str, str],
-                     params: SpikeParams | None = None, exclude: pd.DataFrame | None = None,
+                     params: SpikeParams, exclude: pd.DataFrame | None = None,
                      peak_share: float = 0.8, max_peaks: int = 3) -> ChartData:
     """The chart's data for ``alert``: 7 days of counts, expected line and band, alert hours, explained peaks.
 
@@ -237,7 +237,7 @@ def spike_chart_data(counts: pd.DataFrame, alert: Alert, *, parents: Mapping[str
     hour and have the detector's lookback before it). Earlier hours at least ``peak_share`` × the alert's peak that
     raised no alert are explained by re-running the detector on them (``max_peaks`` at most).
     """
-    p = params or SpikeParams()
+    p = params
     hour = alert.last_spike_at or alert.started_at
     model = hourly_model(counts, hour + HOUR, parents=parents, params=p, exclude=exclude)
     window = counts[alert.series].loc[hour - timedelta(days=CHART_DAYS) + HOUR: hour]

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from ticketlens.models.states import AlertState, NotificationKind
 from ticketlens.models.windows import as_utc
 
 HOUR = timedelta(hours=1)
@@ -48,30 +49,31 @@ WEEK_HOURS = 168
 
 @dataclass(frozen=True)
 class SpikeParams:
-    """Detector thresholds; ``adapters.settings.Settings`` holds the deployed values (``TICKETLENS_SPIKE_*``)."""
+    """Detector thresholds; ``adapters.settings.SpikeSettings.params()`` builds them, with the one set of defaults
+    (``TICKETLENS_SPIKE_*``)."""
 
-    baseline_weeks: int = 4
-    min_weeks_for_weekly: int = 2
-    level_hours: int = 72
-    level_prior: float = 10.0
-    share_prior: float = 200.0
-    dispersion_hours: int = 336
-    dispersion_prior: float = 100.0
-    dispersion_clip: float = 5.0
-    calibration_level: float = 1e-2
-    min_calibration: float = 0.5
-    max_calibration: float = 8.0
-    min_dispersion: float = 0.02
-    max_dispersion: float = 2.0
-    default_dispersion: float = 0.2
-    fdr: float = 0.002
-    min_count: int = 5
-    min_ratio: float = 2.0
-    min_expected: float = 0.2
-    window_hours: int = 3
-    min_history_hours: int = 72
-    min_category_history_hours: int = 48
-    new_category_min_count: int = 20
+    baseline_weeks: int
+    min_weeks_for_weekly: int
+    level_hours: int
+    level_prior: float
+    share_prior: float
+    dispersion_hours: int
+    dispersion_prior: float
+    dispersion_clip: float
+    calibration_level: float
+    min_calibration: float
+    max_calibration: float
+    min_dispersion: float
+    max_dispersion: float
+    default_dispersion: float
+    fdr: float
+    min_count: int
+    min_ratio: float
+    min_expected: float
+    window_hours: int
+    min_history_hours: int
+    min_category_history_hours: int
+    new_category_min_count: int
 
     def __post_init__(self) -> None:
         if self.baseline_weeks < 1 or self.min_weeks_for_weekly < 1:
@@ -609,7 +611,7 @@ def detect_spikes(
     as_of: datetime,
     *,
     parents: Mapping[str, str],
-    params: SpikeParams | None = None,
+    params: SpikeParams,
     exclude: pd.DataFrame | None = None,
     active: Iterable[str] = (),
 ) -> pd.DataFrame:
@@ -625,7 +627,7 @@ def detect_spikes(
     ``pooled_dispersion`` (the value the series' α are shrunk towards, before calibration), ``calibration``
     (κ of the one-hour α), ``window_multiplicity``, ``baseline``, ``status`` and ``is_spike``.
     """
-    p = params or SpikeParams()
+    p = params
     c = _read_counts(counts, as_of, parents, p, exclude)
     e = _expectations(c, p)
     w = _test_windows(c, e, p)
@@ -677,7 +679,7 @@ def hourly_model(
     as_of: datetime,
     *,
     parents: Mapping[str, str],
-    params: SpikeParams | None = None,
+    params: SpikeParams,
     exclude: pd.DataFrame | None = None,
 ) -> HourlyModel:
     """Expected counts of the hours before ``as_of`` (up to ``dispersion_hours``) and of the evaluated hour.
@@ -686,7 +688,7 @@ def hourly_model(
     ahead), exactly as the detector fits its dispersion; hours with less than ``min_history_hours`` of data before
     them have none (NaN).
     """
-    p = params or SpikeParams()
+    p = params
     c = _read_counts(counts, as_of, parents, p, exclude)
     e = _expectations(c, p)
     one_hour = estimate_series_dispersion(e.hist_y, e.hist_mu, p, pooled_from=c.leaf_cols)
@@ -703,8 +705,10 @@ def hourly_model(
 
 @dataclass(frozen=True)
 class LifecycleParams:
-    growth_factor: float = 2.0  # an ongoing alert is re-announced when its hourly count grows this much
-    resolve_after_hours: int = 2  # quiet hours before an alert resolves (one dip does not end an incident)
+    """Alert lifecycle; ``adapters.settings.SpikeSettings.lifecycle()`` builds the deployed one."""
+
+    growth_factor: float  # an ongoing alert is re-announced when its hourly count grows this much
+    resolve_after_hours: int  # quiet hours before an alert resolves (one dip does not end an incident)
 
 
 @dataclass
@@ -713,7 +717,7 @@ class Alert:
 
     series: str
     started_at: datetime
-    state: str = "open"  # open → ongoing → resolved
+    state: str = AlertState.OPEN  # open → ongoing → resolved (models.states.AlertState)
     last_spike_at: datetime | None = None
     resolved_at: datetime | None = None
     observed: int = 0
@@ -729,21 +733,21 @@ class Alert:
 
 @dataclass(frozen=True)
 class Notification:
-    kind: str  # opened | grew | resolved
+    kind: NotificationKind
     alert: Alert
     hour: datetime
 
 
 def advance_alerts(open_alerts: Iterable[Alert], detections: pd.DataFrame, hour: datetime,
-                   params: LifecycleParams | None = None) -> tuple[list[Alert], list[Notification]]:
+                   params: LifecycleParams) -> tuple[list[Alert], list[Notification]]:
     """Apply one evaluated hour to the open alerts: open, continue, grow, resolve.
 
     Returns every alert that changed (new ones included) and the messages to send: one ``opened`` per
     incident, ``grew`` only when the hourly count reached ``growth_factor`` × the last announced count, and one
     ``resolved`` after ``resolve_after_hours`` hours without a flagged hour.
     """
-    lp = params or LifecycleParams()
-    by_series = {a.series: a for a in open_alerts if a.state != "resolved"}
+    lp = params
+    by_series = {a.series: a for a in open_alerts if a.state != AlertState.RESOLVED}
     changed: list[Alert] = []
     notes: list[Notification] = []
     flagged = detections[detections["is_spike"].astype(bool)]
@@ -752,28 +756,28 @@ def advance_alerts(open_alerts: Iterable[Alert], detections: pd.DataFrame, hour:
         values = {"observed": int(row.observed), "expected": float(row.expected), "ratio": float(row.ratio),
                   "p_value": float(row.p_value)}
         if current is None:
-            alert = Alert(series=row.series, started_at=hour, state="open", last_spike_at=hour,
+            alert = Alert(series=row.series, started_at=hour, state=AlertState.OPEN, last_spike_at=hour,
                           peak_observed=int(row.observed), notified_observed=int(row.observed), hours_flagged=1,
                           **values)
             by_series[row.series] = alert
             changed.append(alert)
-            notes.append(Notification("opened", alert, hour))
+            notes.append(Notification(NotificationKind.OPENED, alert, hour))
             continue
         if current.last_spike_at is not None and hour <= current.last_spike_at:
             continue  # this hour was applied already (a re-run): nothing changes, nothing is sent twice
-        alert = replace(current, state="ongoing", last_spike_at=hour, hours_flagged=current.hours_flagged + 1,
+        alert = replace(current, state=AlertState.ONGOING, last_spike_at=hour, hours_flagged=current.hours_flagged + 1,
                         peak_observed=max(current.peak_observed, int(row.observed)), **values)
         if alert.observed >= lp.growth_factor * max(current.notified_observed, 1):
             alert.notified_observed = alert.observed
-            notes.append(Notification("grew", alert, hour))
+            notes.append(Notification(NotificationKind.GREW, alert, hour))
         by_series[row.series] = alert
         changed.append(alert)
     flagged_series = set(flagged["series"])
     for series, alert in list(by_series.items()):
-        if series in flagged_series or alert.state == "resolved" or alert.last_spike_at is None:
+        if series in flagged_series or alert.state == AlertState.RESOLVED or alert.last_spike_at is None:
             continue
         if hour - alert.last_spike_at >= lp.resolve_after_hours * HOUR:
-            done = replace(alert, state="resolved", resolved_at=hour)
+            done = replace(alert, state=AlertState.RESOLVED, resolved_at=hour)
             changed.append(done)
-            notes.append(Notification("resolved", done, hour))
+            notes.append(Notification(NotificationKind.RESOLVED, done, hour))
     return changed, notes

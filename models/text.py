@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
 
 _TAG = re.compile(r"<\s*(script|style)[^>]*>.*?<\s*/\s*\1\s*>|<[^>]+>", re.IGNORECASE | re.DOTALL)
 _BLOCK_TAG = re.compile(r"<\s*(br|/p|/div|/li|/tr|p|div|li|tr)\b[^>]*>", re.IGNORECASE)
@@ -87,7 +86,3 @@ def prepare_text(subject: str | None, description: str | None) -> str:
     combined = mask_pii(combined)
     combined = _WS.sub(" ", combined)
     return _BLANKS.sub("\n", combined).strip()
-
-
-def prepare_texts(subjects: Iterable[str | None], descriptions: Iterable[str | None]) -> list[str]:
-    return [prepare_text(s, d) for s, d in zip(subjects, descriptions, strict=True)]

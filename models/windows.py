@@ -32,7 +32,7 @@ class WindowError(ValueError):
 
 @dataclass(frozen=True)
 class Window:
-    """[start, end) in UTC, and where it came from (``schedule`` or ``parameters``)."""
+    """[start, end) in UTC, and where it came from (``schedule`` or ``parameters``). Every flow's window."""
 
     start: datetime
     end: datetime
@@ -41,6 +41,15 @@ class Window:
     def as_dict(self) -> dict[str, str]:
         """JSON-friendly form for flow results and artifacts (ISO 8601, UTC)."""
         return {"start": self.start.isoformat(), "end": self.end.isoformat(), "source": self.source}
+
+    @property
+    def slug(self) -> str:
+        """Days of the window for file and directory names: ``20260801-20260815``."""
+        return f"{self.start:%Y%m%d}-{self.end:%Y%m%d}"
+
+    def describe(self) -> str:
+        """Report-title form: ``2026-08-01 00:00 → 2026-08-15 00:00 UTC``."""
+        return f"{self.start:%Y-%m-%d %H:%M} → {self.end:%Y-%m-%d %H:%M} UTC"
 
     def __str__(self) -> str:
         return f"[{self.start:%Y-%m-%d %H:%M}, {self.end:%Y-%m-%d %H:%M}) UTC ({self.source})"
@@ -82,6 +91,11 @@ def as_utc(value: Any) -> datetime:
         value = value.astimezone(UTC)
     return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
                     value.microsecond, tzinfo=UTC)
+
+
+def as_utc_or_none(value: Any) -> datetime | None:
+    """``as_utc`` for optional inputs (flow parameters, CLI arguments): ``None`` and ``""`` stay ``None``."""
+    return None if value is None or value == "" else as_utc(value)
 
 
 def floor_to(value: datetime, step: timedelta) -> datetime:

@@ -11,9 +11,11 @@ from prefect.cache_policies import NO_CACHE
 
 from ticketlens.adapters.settings import Settings
 from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.predictions import EchoMarks, read_partition
 from ticketlens.adapters.warehouse.schema import backfill_partitions, tickets
+from ticketlens.models.states import PartitionStatus
 from ticketlens.models.windows import as_utc
-from ticketlens.tasks.scoring import EchoMarks, predict_frame, read_partition, rescore_in_chunks
+from ticketlens.tasks.scoring import predict_frame, rescore_in_chunks
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,10 @@ def plan_backfill(settings: Settings, version: str, start: datetime | None, end:
             backfill_partitions.c.model_version == version)).scalars())
     if first is None:
         return []
-    parts = [p for p in month_partitions(_utc(first), _utc(last)) if p.key not in done]
+    parts = [p for p in month_partitions(as_utc(first), as_utc(last)) if p.key not in done]
     get_run_logger().info("Backfill with v%s: %d partitions to do, %d already done", version, len(parts), len(done))
     return [Partition(p.key, max(p.start, start) if start else p.start, min(p.end, end) if end else p.end)
             for p in parts]
-
-
-def _utc(value: datetime) -> datetime:
-    return as_utc(value)
 
 
 @task(name="backfill-partition", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
@@ -67,8 +65,8 @@ def backfill_partition(settings: Settings, partition: Partition, version: str, r
     chunk = chunk or settings.scoring_chunk_size
     marks = EchoMarks.of(settings)  # fingerprints stored with the new predictions: their write-back echoes are
     # recognised by the next hourly run instead of being re-scored (models.echoes)
-    # The query is built in tasks.scoring (not here) so that it references the worker's own table objects even
-    # when this function is shipped by value to a Dask worker.
+    # The query is built in adapters.warehouse.predictions (not here) so that it references the worker's own
+    # table objects even when this function is shipped by value to a Dask worker.
     total = rescore_in_chunks(
         get_engine(settings.warehouse_url),
         lambda conn, after_id: read_partition(conn, partition.start, partition.end, after_id, chunk, marks),
@@ -83,5 +81,5 @@ def backfill_partition(settings: Settings, partition: Partition, version: str, r
 def mark_partition_done(settings: Settings, partition: Partition, version: str, run_id: str, total: int) -> None:
     with get_engine(settings.warehouse_url).begin() as conn:
         conn.execute(sa.insert(backfill_partitions).values(
-            model_name=settings.model_name, model_version=version, partition_key=partition.key, status="done",
+            model_name=settings.model_name, model_version=version, partition_key=partition.key, status=PartitionStatus.DONE,
             tickets=total, finished_at=datetime.now(UTC), run_id=run_id))

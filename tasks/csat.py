@@ -7,7 +7,6 @@ counts, rates, category keys, agent and team names — never a comment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from ticketlens.adapters.warehouse.schema import (
 from ticketlens.adapters.warehouse.schema import auto_reply_candidates as auto_reply_table
 from ticketlens.models.csat_drivers import (
     DriverAnalysis,
-    DriverConfig,
     DriverReport,
     analyse_drivers,
     driver_mask,
@@ -51,52 +49,23 @@ from ticketlens.models.csat_reasons import (
     reason_summary,
     train_reason_classifier,
 )
-from ticketlens.models.ops_reports import OpsConfig, OpsReports, auto_reply_candidates, self_selection_report
+from ticketlens.models.ops_reports import OpsReports, auto_reply_candidates, self_selection_report
 from ticketlens.models.reporting import csat as csat_report
 from ticketlens.models.reporting.csat import plain_value
 from ticketlens.models.taxonomy import load_taxonomy
-from ticketlens.models.windows import as_utc
+from ticketlens.models.windows import Window, as_utc_or_none
 
 TREND_DRIVERS = 5
-
-
-@dataclass(frozen=True)
-class Window:
-    start: datetime
-    end: datetime
-
-    @property
-    def slug(self) -> str:
-        return f"{self.start:%Y%m%d}-{self.end:%Y%m%d}"
-
-    def describe(self) -> str:
-        return f"{self.start:%Y-%m-%d %H:%M} → {self.end:%Y-%m-%d %H:%M} UTC"
 
 
 def resolve_window(start: datetime | None, end: datetime | None, scheduled: datetime | None,
                    days: int) -> Window:
     """Explicit start/end win; otherwise the ``days`` before the run's scheduled start (or now)."""
-    def utc(value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
-
-    end_ = utc(end) or utc(scheduled) or datetime.now(UTC)
-    start_ = utc(start) or end_ - timedelta(days=days)
+    end_ = as_utc_or_none(end) or as_utc_or_none(scheduled) or datetime.now(UTC)
+    start_ = as_utc_or_none(start) or end_ - timedelta(days=days)
     if start_ >= end_:
         raise ValueError(f"csat-drivers window start {start_.isoformat()} is not before end {end_.isoformat()}")
-    return Window(start_, end_)
-
-
-def driver_config(settings: Settings) -> DriverConfig:
-    return DriverConfig(fdr=settings.csat_fdr, min_segment_ratings=settings.csat_min_segment_ratings,
-                        method=settings.csat_fdr_method)
-
-
-def ops_config(settings: Settings) -> OpsConfig:
-    return OpsConfig(min_confidence=settings.auto_route_threshold,
-                     min_option_tickets=settings.self_selection_min_tickets,
-                     auto_reply_threshold=settings.auto_reply_threshold,
-                     auto_reply_min_tickets=settings.auto_reply_min_tickets,
-                     auto_reply_min_high_confidence_share=settings.auto_reply_min_high_confidence_share)
+    return Window(start_, end_, "parameters" if start is not None or end is not None else "schedule")
 
 
 # --------------------------------------------------------------------------------------------- read
@@ -156,7 +125,7 @@ def load_names(warehouse_url: str) -> tuple[dict[int, str], dict[int, str]]:
 def analyse_csat_drivers(settings: Settings, rated: pd.DataFrame, names: tuple[dict, dict]) -> DriverAnalysis:
     logger = get_run_logger()
     frame = prepare_ratings(rated, *names)
-    report = analyse_drivers(frame, driver_config(settings))
+    report = analyse_drivers(frame, settings.csat.drivers())
     trends = weekly_trends(frame, report.drivers, TREND_DRIVERS)
     for note in report.notes:
         logger.warning(note)
@@ -164,7 +133,7 @@ def analyse_csat_drivers(settings: Settings, rated: pd.DataFrame, names: tuple[d
     if unscored:
         logger.info("%d rated tickets have no prediction yet; their agent-confirmed category is used", unscored)
     logger.info("%d ratings (%d bad): %d drivers at FDR %.2f", report.ratings, report.bad, len(report.drivers),
-                settings.csat_fdr)
+                settings.csat.fdr)
     return DriverAnalysis(frame, report, trends, unscored)
 
 
@@ -177,10 +146,10 @@ def classify_bad_rating_reasons(settings: Settings, frame: pd.DataFrame, report:
     model = train_reason_classifier(training)
     bad = frame[frame["bad"]]
     themes = classify_reasons(model, bad["comment"].tolist() if "comment" in bad else [None] * len(bad),
-                              settings.csat_reason_min_confidence)
+                              settings.csat.reason_min_confidence)
     themes.index = bad.index
     scopes = [("all", themes["theme"])]
-    for row in report.drivers.head(settings.csat_top_drivers).itertuples():
+    for row in report.drivers.head(settings.csat.top_drivers).itertuples():
         mask = driver_mask(frame, row.factor, row.level).loc[bad.index]
         scopes.append((f"{row.factor}:{row.level}", themes.loc[mask, "theme"]))
     summaries = {scope: reason_summary(series, taxonomy) for scope, series in scopes}
@@ -192,7 +161,7 @@ def classify_bad_rating_reasons(settings: Settings, frame: pd.DataFrame, report:
 @task(name="build-ops-reports", cache_policy=NO_CACHE)
 def build_ops_reports(settings: Settings, window_tickets: pd.DataFrame, frame: pd.DataFrame) -> OpsReports:
     taxonomy = load_taxonomy()
-    config = ops_config(settings)
+    config = settings.ops.config(settings.routing)
     options, confusion = self_selection_report(window_tickets, taxonomy, config)
     rated = frame[["category", "bad"]] if not frame.empty else pd.DataFrame(columns=["category", "bad"])
     candidates = auto_reply_candidates(window_tickets, rated, taxonomy, config)
@@ -308,15 +277,15 @@ def draw_csat_charts(settings: Settings, window: Window, analysis: DriverAnalysi
                           ops: OpsReports) -> list[str]:
     """PNG charts (matplotlib, Agg backend) under ``reports_dir/csat-drivers/<period>/``."""
     return csat_report.draw_csat_charts(_charts_dir(settings, window), window.describe(), analysis, reasons, ops,
-                            settings.csat_top_drivers, settings.csat_fdr)
+                            settings.csat.top_drivers, settings.csat.fdr)
 
 
 @task(name="publish-csat-artifacts", cache_policy=NO_CACHE)
 def publish_csat_artifacts(settings: Settings, window: Window, analysis: DriverAnalysis, reasons: ReasonReport,
                            ops: OpsReports, charts: list[str]) -> list[str]:
     """The four reports as Prefect markdown + table artifacts (stable keys); returns the keys."""
-    reports = csat_report.csat_artifacts(window.describe(), analysis, reasons, ops, driver_config(settings), ops_config(settings),
-                             settings.csat_top_drivers, chart_markdown(settings, charts, "Charts"))
+    reports = csat_report.csat_artifacts(window.describe(), analysis, reasons, ops, settings.csat.drivers(), settings.ops.config(settings.routing),
+                             settings.csat.top_drivers, chart_markdown(settings, charts, "Charts"))
     keys = []
     for report in reports:
         create_markdown_artifact(key=report.key, markdown=report.markdown, description=report.description)

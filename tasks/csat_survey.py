@@ -15,10 +15,15 @@ from datetime import timedelta
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from ticketlens.adapters.helpdesk import HelpdeskAuthError, HelpdeskNotFoundError, RatingPage
+from ticketlens.adapters.helpdesk import (
+    HelpdeskAuthError,
+    HelpdeskNotFoundError,
+    RatingPage,
+    client_from_settings,
+)
 from ticketlens.adapters.settings import Settings
 from ticketlens.models.csat_api import not_a_rating
-from ticketlens.tasks.ingest import SURVEY_STREAM, Position, helpdesk_client, judge_page, not_after
+from ticketlens.tasks.ingest import SURVEY_STREAM, Position, judge_page, not_after
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ def fetch_survey_page(settings: Settings, position: Position, strict: bool) -> t
     creation time, and a customer may still change an answer until the response expires; the versioned upsert
     absorbs the overlap.
     """
-    client = helpdesk_client(settings)
+    client = client_from_settings(settings)
     created_after_ms = None
     if position.cursor is None:
         start = int(position.start_time or 0) - int(timedelta(hours=settings.csat_survey_lookback_hours)

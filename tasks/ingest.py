@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from ticketlens.adapters.helpdesk import CursorRejectedError, HelpdeskClient, RatingPage, TicketPage
+from ticketlens.adapters.helpdesk import CursorRejectedError, RatingPage, TicketPage, client_from_settings
 from ticketlens.adapters.settings import Settings
-from ticketlens.adapters.warehouse.engine import describe_url, get_engine, migrate
+from ticketlens.adapters.warehouse.engine import get_engine
 from ticketlens.adapters.warehouse.load import (
     StreamState,
     UpsertCounts,
@@ -60,25 +60,6 @@ RATING_VERSION = ("updated_at",)
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-_CLIENTS: dict[tuple, HelpdeskClient] = {}
-
-
-def helpdesk_client(settings: Settings) -> HelpdeskClient:
-    """One client per distinct settings per process, so the client-side rate limiter spans the whole run.
-
-    The key includes the secret values (a rotated token gets a fresh client) but is never logged.
-    """
-    secrets = tuple(
-        s.get_secret_value() if s is not None else None
-        for s in (settings.helpdesk_api_token, settings.helpdesk_oauth_token)
-    )
-    key = (settings.model_dump_json(), secrets)
-    client = _CLIENTS.get(key)
-    if client is None:
-        client = _CLIENTS[key] = HelpdeskClient.from_settings(settings)
-    return client
 
 
 @dataclass(frozen=True)
@@ -218,32 +199,6 @@ def log_unknown_channels(records: Sequence[Mapping[str, Any]]) -> None:
 # ----------------------------------------------------------------------------------------------- tasks
 
 
-@task(name="prepare-warehouse", cache_policy=NO_CACHE)
-def prepare_warehouse(warehouse_url: str) -> None:
-    """Apply pending Alembic migrations (a no-op when the schema is current)."""
-    check_warehouse(warehouse_url)
-    migrate(warehouse_url)
-
-
-class WarehouseUnreachableError(RuntimeError):
-    """The warehouse URL is wrong or the database is down; the message names the setting."""
-
-
-def check_warehouse(warehouse_url: str) -> None:
-    """Fail early, with what to do, when the warehouse cannot be reached (before any data is fetched)."""
-    try:
-        with get_engine(warehouse_url).connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0][:300]
-        raise WarehouseUnreachableError(
-            f"Cannot reach the warehouse at TICKETLENS_WAREHOUSE_URL={describe_url(warehouse_url)} ({reason}). "
-            f"Check the URL, that the database server is up and accepts this user, and that the worker's "
-            f"environment (or .env in TICKETLENS_HOME) sets it; nothing was fetched, the next run starts from "
-            f"the stored cursors."
-        ) from None
-
-
 @task(name="read-stream-state", cache_policy=NO_CACHE)
 def read_stream_state(warehouse_url: str, stream: str, latest: int | None = None) -> StreamState | None:
     """The stream's stored cursor and watermark. A watermark later than ``latest`` (the run's clock plus the
@@ -269,7 +224,7 @@ def read_stream_state(warehouse_url: str, stream: str, latest: int | None = None
 @task(name="load-dimensions", cache_policy=NO_CACHE)
 def load_dimensions(settings: Settings) -> FieldMap:
     """Refresh groups, agents and ticket fields; return which custom fields hold reason and category."""
-    client = helpdesk_client(settings)
+    client = client_from_settings(settings)
     now = datetime.now(UTC)
     fetched = {
         "groups": client.list_groups(),
@@ -304,7 +259,7 @@ def load_dimensions(settings: Settings) -> FieldMap:
 @task(name="fetch-ticket-page", cache_policy=NO_CACHE)
 def fetch_ticket_page(settings: Settings, position: Position, fallback_start: int | None) -> TicketPage:
     """GET one incremental-export page. A rejected cursor falls back to the stored watermark."""
-    client = helpdesk_client(settings)
+    client = client_from_settings(settings)
     try:
         return next(iter(client.export_tickets(cursor=position.cursor, start_time=position.start_time,
                                               per_page=settings.helpdesk_export_page_size)))
@@ -322,7 +277,7 @@ def fetch_ticket_page(settings: Settings, position: Position, fallback_start: in
 @task(name="fetch-rating-page", cache_policy=NO_CACHE)
 def fetch_rating_page(settings: Settings, position: Position) -> RatingPage:
     """GET one page of satisfaction ratings (start_time first, then links.next)."""
-    client = helpdesk_client(settings)
+    client = client_from_settings(settings)
     pages = client.export_satisfaction_ratings(
         start_time=position.start_time, next_url=position.cursor, page_size=settings.helpdesk_csat_page_size
     )

@@ -14,58 +14,45 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ticketlens.models.windows import DAY, HOUR, run_window
+from ticketlens.models.windows import DAY, HOUR, as_utc_or_none, run_window
 
 STAMP = "%Y-%m-%dT%H:%MZ"
 
 
-def utc(value: Any) -> datetime | None:
-    """Any datetime kind a run can get (pendulum, aware, naive-as-UTC, ISO string) → aware stdlib UTC."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if not isinstance(value, datetime):
-        raise TypeError(f"not a datetime: {value!r}")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(value.timestamp(), UTC)  # a plain datetime, whatever subclass came in
-
-
 def hourly_name(scheduled: datetime, params: dict[str, Any]) -> str:
-    window = run_window(utc(scheduled), HOUR, utc(params.get("start")), utc(params.get("end")))
+    window = run_window(as_utc_or_none(scheduled), HOUR, as_utc_or_none(params.get("start")), as_utc_or_none(params.get("end")))
     if window.source == "schedule":
         return f"hourly {window.start:{STAMP}}"
     return f"hourly {window.start:{STAMP}}..{window.end:{STAMP}} (re-run)"
 
 
 def retrain_name(scheduled: datetime, params: dict[str, Any]) -> str:
-    end = utc(params.get("end"))
+    end = as_utc_or_none(params.get("end"))
     if end is not None:
         return f"retrain cutoff {end:{STAMP}}"
-    window = run_window(utc(scheduled), DAY)
+    window = run_window(as_utc_or_none(scheduled), DAY)
     return f"retrain {window.start:%Y-%m-%d}"
 
 
 def csat_name(scheduled: datetime, params: dict[str, Any], window_days: int) -> str:
-    end = utc(params.get("end")) or utc(scheduled)
-    start = utc(params.get("start")) or end - timedelta(days=window_days)
+    end = as_utc_or_none(params.get("end")) or as_utc_or_none(scheduled)
+    start = as_utc_or_none(params.get("start")) or end - timedelta(days=window_days)
     return f"csat {start:%Y-%m-%d}..{end:%Y-%m-%d}"
 
 
 def ingest_name(scheduled: datetime, params: dict[str, Any]) -> str:
-    start = utc(params.get("start_time"))
-    return f"ingest from {start:{STAMP}}" if start is not None else f"ingest {utc(scheduled):{STAMP}}"
+    start = as_utc_or_none(params.get("start_time"))
+    return f"ingest from {start:{STAMP}}" if start is not None else f"ingest {as_utc_or_none(scheduled):{STAMP}}"
 
 
 def spikes_name(scheduled: datetime, params: dict[str, Any]) -> str:
-    as_of = utc(params.get("as_of")) or utc(scheduled)
+    as_of = as_utc_or_none(params.get("as_of")) or as_utc_or_none(scheduled)
     hour_end = as_of.replace(minute=0, second=0, microsecond=0)
     return f"spikes {hour_end - HOUR:{STAMP}}"
 
 
 def backfill_name(scheduled: datetime, params: dict[str, Any]) -> str:
-    start, end = utc(params.get("start")), utc(params.get("end"))
+    start, end = as_utc_or_none(params.get("start")), as_utc_or_none(params.get("end"))
     span = "all" if start is None and end is None else \
         f"{f'{start:%Y-%m-%d}' if start else '…'}..{f'{end:%Y-%m-%d}' if end else '…'}"
     model = f"v{params['model_version']}" if params.get("model_version") else f"@{params.get('model_alias') or 'champion'}"
@@ -85,7 +72,7 @@ def _named(prefix: str, build: Callable[[datetime, dict[str, Any]], str]) -> Cal
             scheduled, params = _runtime()
             return build(scheduled, params)
         except Exception:  # the flow reports a bad parameter itself; the name must not fail the run
-            when = utc(scheduled) if isinstance(scheduled, datetime) else datetime.now(UTC)
+            when = as_utc_or_none(scheduled) if isinstance(scheduled, datetime) else datetime.now(UTC)
             return f"{prefix} {when:{STAMP}}"
 
     name.__name__ = f"{prefix}_run_name"
@@ -95,7 +82,7 @@ def _named(prefix: str, build: Callable[[datetime, dict[str, Any]], str]) -> Cal
 def _csat(scheduled: datetime, params: dict[str, Any]) -> str:
     from ticketlens.adapters.settings import get_settings
 
-    return csat_name(scheduled, params, get_settings().csat_window_days)
+    return csat_name(scheduled, params, get_settings().csat.window_days)
 
 
 hourly_run_name = _named("hourly", hourly_name)

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +31,44 @@ from ticketlens.adapters.tracking import (
     version_by_alias,
 )
 from ticketlens.adapters.warehouse.engine import get_engine
-from ticketlens.adapters.warehouse.load import dialect_insert, get_stream_state, save_stream_state
-from ticketlens.adapters.warehouse.schema import ticket_predictions, tickets
-from ticketlens.models.echoes import CONTENT_FIELDS, INPUT_FIELDS, classify_versions, fingerprints
-from ticketlens.models.routing import RoutingPolicy
+from ticketlens.adapters.warehouse.load import get_stream_state, save_stream_state
+from ticketlens.adapters.warehouse.predictions import (
+    EchoMarks,
+    current_fingerprints,
+    read_new_tickets,
+    unscored_in_window,
+    update_content_fingerprints,
+    write_predictions,
+)
+from ticketlens.models.echoes import classify_versions
 from ticketlens.models.scoring import score_tickets
 from ticketlens.models.taxonomy import load_taxonomy
 from ticketlens.models.windows import as_utc
 
 SCORING_STREAM = "scoring"  # its extraction_state watermark: max tickets.extracted_at scored, in µs
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CACHE: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    """One score-new-tickets run: tickets scored with ``model_version``, and why the others kept their prediction
+    (write-back echoes, changes to fields scoring does not read, already scored by this version)."""
+
+    model_version: str
+    scored: int
+    echoes: int
+    unchanged_inputs: int
+    already_current: int
+
+
+@dataclass(frozen=True)
+class WindowScoringResult:
+    """One score-window-tickets run: tickets of the window scored, and those that kept their prediction."""
+
+    model_version: str
+    scored: int
+    kept: int
 
 
 class ChampionMissingError(RuntimeError):
@@ -203,16 +229,11 @@ def language_detector_for(settings: Settings, rows: int):
     return _worker(("language-worker", "", ""), lambda: ProcessWorker(partial(detect_languages, parallel=False)))
 
 
-def routing_policy(settings: Settings) -> RoutingPolicy:
-    return RoutingPolicy(triage_threshold=settings.triage_threshold, auto_reply_threshold=settings.auto_reply_threshold,
-                         language_queues=dict(settings.language_queues))
-
-
 def predict_frame(settings: Settings, frame: pd.DataFrame, version: str) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame()
     scored = score_tickets(frame, load_classifier(settings, version), sentiment_for(settings, len(frame)),
-                           language_detector_for(settings, len(frame)), load_taxonomy(), routing_policy(settings))
+                           language_detector_for(settings, len(frame)), load_taxonomy(), settings.routing.policy())
     if not scored.empty:
         scored["model_name"] = settings.model_name
         scored["model_version"] = version
@@ -221,96 +242,6 @@ def predict_frame(settings: Settings, frame: pd.DataFrame, version: str) -> pd.D
             scored["input_sha256"] = marks["input_sha256"].to_numpy()
             scored["content_sha256"] = marks["content_sha256"].to_numpy()
     return scored
-
-
-def write_predictions(conn: sa.Connection, scored: pd.DataFrame, run_id: str) -> int:
-    """Insert predictions as the current ones; older predictions of those tickets stay as history.
-
-    Idempotent: the same ticket version scored again by the same model version updates nothing but the flag.
-    """
-    if scored.empty:
-        return 0
-    now = datetime.now(UTC)
-    ids = [int(i) for i in scored["ticket_id"]]
-    for start in range(0, len(ids), 5000):
-        conn.execute(sa.update(ticket_predictions)
-                     .where(ticket_predictions.c.ticket_id.in_(ids[start:start + 5000]),
-                            ticket_predictions.c.is_current.is_(True))
-                     .values(is_current=False))
-    # Column lists zipped into rows: ~3x cheaper than DataFrame.to_dict("records"), which boxes every cell, and
-    # this runs on the backfill's I/O thread where it competes with the classifier for the GIL.
-    columns = list(scored.columns)
-    values = [scored[c].tolist() for c in columns]
-    at = columns.index("ticket_updated_at")
-    values[at] = [ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts for ts in values[at]]
-    extra = {"is_current": True, "predicted_at": now, "run_id": run_id}
-    rows = [{**dict(zip(columns, row, strict=True)), **extra} for row in zip(*values, strict=True)]
-    stmt = dialect_insert(conn, ticket_predictions)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["ticket_id", "model_name", "model_version", "ticket_updated_at"],
-        # A re-score makes the row current again and "new" for the write-back planner (e.g. after a rollback).
-        set_={"is_current": True, "predicted_at": stmt.excluded.predicted_at, "run_id": stmt.excluded.run_id,
-              "input_sha256": sa.func.coalesce(stmt.excluded.input_sha256, ticket_predictions.c.input_sha256),
-              "content_sha256": sa.func.coalesce(stmt.excluded.content_sha256, ticket_predictions.c.content_sha256)},
-    )
-    for start in range(0, len(rows), 2000):
-        conn.execute(stmt, rows[start:start + 2000])
-    return len(rows)
-
-
-TICKET_COLUMNS = (tickets.c.id, tickets.c.updated_at, tickets.c.subject, tickets.c.description, tickets.c.tags,
-                  tickets.c.extracted_at)
-_FRAME_COLUMNS = ["id", "updated_at", "subject", "description", "tags", "extracted_at"]
-# The further columns the echo fingerprints read (models.echoes), fetched only when fingerprints are wanted.
-FINGERPRINT_COLUMNS = tuple(tickets.c[name] for name in (*INPUT_FIELDS, *CONTENT_FIELDS, "custom_fields")
-                            if name not in {c.name for c in TICKET_COLUMNS})
-
-
-@dataclass(frozen=True)
-class EchoMarks:
-    """What TicketLens itself writes to a ticket: tags with ``prefix`` and the custom fields ``field_ids``."""
-
-    prefix: str
-    field_ids: tuple[int, ...]
-
-    @classmethod
-    def of(cls, settings: Settings) -> EchoMarks:
-        return cls(settings.writeback_tag_prefix, tuple(sorted(int(i) for i in settings.writeback_custom_fields.values())))
-
-
-def read_tickets(conn: sa.Connection, where, limit: int, order=tickets.c.extracted_at,
-                 marks: EchoMarks | None = None) -> pd.DataFrame:
-    """Tickets to score; with ``marks``, also their ``input_sha256`` / ``content_sha256`` (models.echoes),
-    computed from the rows as the database returns them (plain Python values, the same on every path)."""
-    columns = TICKET_COLUMNS + (FINGERPRINT_COLUMNS if marks else ())
-    rows = conn.execute(sa.select(*columns).where(where).order_by(order, tickets.c.id).limit(limit)).all()
-    frame = pd.DataFrame([tuple(r)[:len(_FRAME_COLUMNS)] for r in rows], columns=_FRAME_COLUMNS)
-    if marks is not None:
-        pairs = [fingerprints(r._mapping, marks.prefix, marks.field_ids) for r in rows]
-        frame["input_sha256"] = [p[0] for p in pairs]
-        frame["content_sha256"] = [p[1] for p in pairs]
-    return frame
-
-
-def read_partition(conn: sa.Connection, start: datetime, end: datetime, after_id: int, limit: int,
-                   marks: EchoMarks | None = None) -> pd.DataFrame:
-    """Non-deleted tickets created in [start, end) with id > ``after_id`` (keyset pagination by id)."""
-    where = sa.and_(tickets.c.is_deleted.is_(False), tickets.c.created_at >= start, tickets.c.created_at < end,
-                    tickets.c.id > after_id)
-    return read_tickets(conn, where, limit, order=tickets.c.id, marks=marks)
-
-
-def current_fingerprints(conn: sa.Connection, model_name: str, version: str,
-                         ids: list[int]) -> dict[int, tuple[Any, str | None, str | None]]:
-    """Per ticket, (scored version's updated_at, fingerprints) of its current prediction by this model version."""
-    p = ticket_predictions
-    out: dict[int, tuple[Any, str | None, str | None]] = {}
-    for start in range(0, len(ids), 5000):
-        rows = conn.execute(sa.select(p.c.ticket_id, p.c.ticket_updated_at, p.c.input_sha256, p.c.content_sha256)
-                            .where(p.c.ticket_id.in_(ids[start:start + 5000]), p.c.is_current.is_(True),
-                                   p.c.model_name == model_name, p.c.model_version == version))
-        out.update({int(r.ticket_id): (r.ticket_updated_at, r.input_sha256, r.content_sha256) for r in rows})
-    return out
 
 
 def drop_unchanged(conn: sa.Connection, frame: pd.DataFrame, model_name: str,
@@ -328,13 +259,8 @@ def drop_unchanged(conn: sa.Connection, frame: pd.DataFrame, model_name: str,
     updated = [as_utc(v) for v in frame["updated_at"]]
     split = classify_versions(zip(ids, updated, frame["input_sha256"], frame["content_sha256"], strict=True),
                               current_fingerprints(conn, model_name, version, ids))
-    if split["kept"]:
-        content = dict(zip(ids, frame["content_sha256"], strict=True))
-        p = ticket_predictions
-        conn.execute(sa.update(p).where(p.c.ticket_id == sa.bindparam("tid"), p.c.is_current.is_(True),
-                                        p.c.model_name == model_name, p.c.model_version == version)
-                     .values(content_sha256=sa.bindparam("sha")),
-                     [{"tid": i, "sha": content[i]} for i in split["kept"]])
+    content = dict(zip(ids, frame["content_sha256"], strict=True))
+    update_content_fingerprints(conn, model_name, version, {i: content[i] for i in split["kept"]})
     keep = frame["id"].isin(split["rescore"])
     return frame[keep], {k: len(split[k]) for k in ("echo", "kept", "current")}
 
@@ -377,7 +303,7 @@ def rescore_in_chunks(engine: sa.Engine, fetch, predict, run_id: str) -> int:
 
 
 @task(name="score-new-tickets", cache_policy=NO_CACHE)
-def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None) -> dict[str, Any]:
+def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None) -> ScoringResult:
     """Score tickets loaded since the scoring watermark (``tickets.extracted_at``), chunk by chunk.
 
     Each chunk's predictions and the watermark that follows it commit together, so a killed run resumes.
@@ -391,17 +317,7 @@ def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None)
     unchanged = {"echo": 0, "kept": 0, "current": 0}
     while True:
         with engine.begin() as conn:
-            state = get_stream_state(conn, SCORING_STREAM)
-            where = tickets.c.is_deleted.is_(False)
-            if state and state.watermark:
-                # Keyset on (extracted_at, id): a page of 1,000 tickets shares one extracted_at, and a chunk
-                # smaller than that must not skip the rest of the group.
-                since = EPOCH + timedelta(microseconds=state.watermark)
-                after = tickets.c.extracted_at > since
-                if state.cursor is not None:
-                    after = sa.or_(after, sa.and_(tickets.c.extracted_at == since, tickets.c.id > int(state.cursor)))
-                where = sa.and_(where, after)
-            frame = read_tickets(conn, where, chunk, marks=marks)
+            frame = read_new_tickets(conn, get_stream_state(conn, SCORING_STREAM), chunk, marks)
             if frame.empty:
                 break
             changed, skipped = drop_unchanged(conn, frame, settings.model_name, version)
@@ -416,32 +332,20 @@ def score_new_tickets(settings: Settings, run_id: str, chunk: int | None = None)
                     "(e.g. by the backfill), %d write-back echoes (only TicketLens's own tags/fields changed), %d "
                     "with unchanged scoring inputs", len(changed), len(frame), settings.model_name, version,
                     skipped["current"], skipped["echo"], skipped["kept"])
-    return {"model_version": version, "scored": scored_total, "echoes": unchanged["echo"],
-            "unchanged_inputs": unchanged["kept"], "already_current": unchanged["current"]}
-
-
-def unscored_in_window(conn: sa.Connection, model_name: str, version: str, start: datetime, end: datetime,
-                       after_id: int, limit: int, marks: EchoMarks | None = None) -> pd.DataFrame:
-    """Non-deleted tickets whose current version was updated in [start, end) and has no current prediction
-    by this model version (keyset pagination by id)."""
-    p = ticket_predictions
-    scored = sa.exists().where(p.c.ticket_id == tickets.c.id, p.c.is_current.is_(True),
-                               p.c.ticket_updated_at == tickets.c.updated_at, p.c.model_name == model_name,
-                               p.c.model_version == version)
-    where = sa.and_(tickets.c.is_deleted.is_(False), tickets.c.updated_at >= start, tickets.c.updated_at < end,
-                    tickets.c.id > after_id, ~scored)
-    return read_tickets(conn, where, limit, order=tickets.c.id, marks=marks)
+    return ScoringResult(model_version=version, scored=scored_total, echoes=unchanged["echo"],
+                         unchanged_inputs=unchanged["kept"], already_current=unchanged["current"])
 
 
 @task(name="score-window-tickets", cache_policy=NO_CACHE)
 def score_window_tickets(settings: Settings, run_id: str, start: datetime, end: datetime,
-                         chunk: int = 5000) -> dict[str, Any]:
+                         chunk: int | None = None) -> WindowScoringResult:
     """Make sure every ticket updated in the run's window carries a current prediction by the champion.
 
     ``score-new-tickets`` follows a watermark, so after it this usually finds nothing; it matters when an hour
     is re-run (after a failed run, a restored warehouse, or a rollback of the champion alias): the tickets of
     that hour are scored again, idempotently (same ticket version + model version = the same row).
     """
+    chunk = chunk or settings.scoring_chunk_size
     version = resolve_version(settings)
     engine = get_engine(settings.warehouse_url)
     marks = EchoMarks.of(settings)
@@ -459,4 +363,4 @@ def score_window_tickets(settings: Settings, run_id: str, start: datetime, end: 
     get_run_logger().info("Window %s → %s: %d tickets without a current v%s prediction scored (%d kept their "
                           "prediction: scoring inputs unchanged)", start.isoformat(), end.isoformat(), total,
                           version, kept)
-    return {"model_version": version, "scored": total, "kept": kept}
+    return WindowScoringResult(model_version=version, scored=total, kept=kept)

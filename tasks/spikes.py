@@ -53,6 +53,7 @@ from ticketlens.models.spikes import (
     hourly_counts,
     last_complete_hour_end,
 )
+from ticketlens.models.states import AlertState, MessageStatus, NotificationKind
 from ticketlens.models.taxonomy import load_taxonomy
 from ticketlens.models.windows import as_utc
 
@@ -66,15 +67,6 @@ def _logger():
         return get_run_logger()
     except Exception:
         return logging.getLogger("ticketlens.spikes")
-
-
-def spike_params(settings: Settings) -> SpikeParams:
-    return SpikeParams(**{name: getattr(settings, f"spike_{name}") for name in SpikeParams.__dataclass_fields__})
-
-
-def lifecycle_params(settings: Settings) -> LifecycleParams:
-    return LifecycleParams(growth_factor=settings.spike_growth_factor,
-                           resolve_after_hours=settings.spike_resolve_after_hours)
 
 
 def leaf_parents() -> dict[str, str]:
@@ -134,7 +126,7 @@ def _alert_from_row(row: Any) -> Alert:
 def read_alerts(conn: sa.Connection, since: datetime) -> list[Alert]:
     """Open alerts and alerts resolved after ``since`` (their hours stay out of the baseline)."""
     a = spike_alerts
-    rows = conn.execute(sa.select(a).where(sa.or_(a.c.state != "resolved", a.c.resolved_at >= since))
+    rows = conn.execute(sa.select(a).where(sa.or_(a.c.state != AlertState.RESOLVED, a.c.resolved_at >= since))
                         .order_by(a.c.id)).all()
     return [_alert_from_row(r) for r in rows]
 
@@ -167,7 +159,7 @@ def _queue_message(conn: sa.Connection, alert_id: int, kind: str, hour: datetime
     from ticketlens.adapters.warehouse.load import dialect_insert
 
     stmt = dialect_insert(conn, slack_messages).values(
-        alert_id=alert_id, kind=kind, hour=hour, text=text, blocks=blocks, status="pending", attempts=0,
+        alert_id=alert_id, kind=kind, hour=hour, text=text, blocks=blocks, status=MessageStatus.PENDING, attempts=0,
         created_at=now).on_conflict_do_nothing(index_elements=["alert_id", "kind", "hour"])
     return bool(conn.execute(stmt).rowcount)
 
@@ -216,7 +208,7 @@ def _watermark(engine: sa.Engine) -> datetime | None:
 def _start_evaluation(settings: Settings, run_id: str, as_of: datetime, evaluate: list[datetime],
                       replay: bool) -> _Evaluation:
     """Read the counts and the alerts the evaluated hours need (their lookback included)."""
-    params, lifecycle = spike_params(settings), lifecycle_params(settings)
+    params, lifecycle = settings.spike.params(), settings.spike.lifecycle()
     parents = leaf_parents()
     engine = get_engine(settings.warehouse_url)
     start = evaluate[0] - HOUR - params.lookback_hours * HOUR
@@ -228,11 +220,11 @@ def _start_evaluation(settings: Settings, run_id: str, as_of: datetime, evaluate
     counts = hourly_counts(events, start, as_of, parents)
     mask = alert_mask(counts.index, counts.columns,
                       [{"series": a.series, "started_at": a.started_at,
-                        "until": None if a.state != "resolved" else (a.last_spike_at or a.started_at) + HOUR}
+                        "until": None if a.state != AlertState.RESOLVED else (a.last_spike_at or a.started_at) + HOUR}
                        for a in alerts], parents)
     return _Evaluation(
         settings=settings, run_id=run_id, engine=engine, params=params, lifecycle=lifecycle, parents=parents,
-        counts=counts, mask=mask, open_alerts={a.series: a for a in alerts if a.state != "resolved"},
+        counts=counts, mask=mask, open_alerts={a.series: a for a in alerts if a.state != AlertState.RESOLVED},
         kinds={a.series: (a.extra.get("kind"), a.extra.get("parent_category")) for a in alerts},
         summary=SpikeSummary(as_of=as_of.isoformat(), hours=[e.isoformat() for e in evaluate], replay=replay))
 
@@ -249,7 +241,7 @@ def _draw_charts(ev: _Evaluation, notes: list[Notification], hour: datetime) -> 
     """
     charts: dict[int, tuple[Path, str]] = {}
     for i, note in enumerate(notes):
-        if note.kind not in ("opened", "grew"):
+        if note.kind not in (NotificationKind.OPENED, NotificationKind.GREW):
             continue
         alert = note.alert
         path = Path(ev.settings.reports_dir) / chart_file_name(alert.series, hour)
@@ -277,7 +269,7 @@ def _save_changed_alerts(conn: sa.Connection, ev: _Evaluation, changed: list[Ale
         kind, parent = _alert_kind(ev, alert.series)
         alert.id = _save_alert(conn, alert, kind, parent, ev.run_id, now)
         ids[alert.series] = alert.id
-        if alert.state == "resolved":
+        if alert.state == AlertState.RESOLVED:
             ev.open_alerts.pop(alert.series, None)
         else:
             ev.open_alerts[alert.series] = alert
@@ -290,7 +282,7 @@ def _message_context(conn: sa.Connection, ev: _Evaluation, note: Notification, d
     alert = note.alert
     kind, parent = ev.kinds[alert.series]
     settings = ev.settings
-    examples = read_example_subjects(conn, alert.series, kind, hour) if note.kind != "resolved" else []
+    examples = read_example_subjects(conn, alert.series, kind, hour) if note.kind != NotificationKind.RESOLVED else []
     by_series = detections.set_index("series")
     row = by_series.loc[alert.series] if alert.series in by_series.index else None
     return AlertContext(path=category_path(alert.series), kind=kind,
@@ -369,7 +361,7 @@ def detect_spikes_task(settings: Settings, run_id: str, as_of: datetime | None =
     logger = _logger()
     as_of = floor_hour(as_utc(as_of) if as_of is not None else last_complete_hour_end())
     pending = hours_to_evaluate(as_of, _watermark(get_engine(settings.warehouse_url)),
-                                settings.spike_max_catchup_hours)
+                                settings.spike.max_catchup_hours)
     replay = not pending
     ev = _start_evaluation(settings, run_id, as_of, pending or [as_of], replay)
     if replay:
@@ -403,7 +395,7 @@ def send_pending_messages(settings: Settings, limit: int = 50) -> SlackDelivery:
     engine = get_engine(settings.warehouse_url)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(m.c.id, m.c.kind, m.c.text, m.c.blocks, m.c.attempts)
-                            .where(m.c.status.in_(["pending", "failed"])).order_by(m.c.id).limit(limit)).all()
+                            .where(m.c.status.in_([MessageStatus.PENDING, MessageStatus.FAILED])).order_by(m.c.id).limit(limit)).all()
     counts = {"sent": 0, "failed": 0, "not_sent": 0}
     if not rows:
         return SlackDelivery(**counts)
@@ -411,7 +403,7 @@ def send_pending_messages(settings: Settings, limit: int = 50) -> SlackDelivery:
     if settings.slack_webhook_url is None:
         with engine.begin() as conn:
             conn.execute(sa.update(m).where(m.c.id.in_([r.id for r in rows]))
-                         .values(status="not_sent", last_error="no webhook configured"))
+                         .values(status=MessageStatus.NOT_SENT, last_error="no webhook configured"))
         for row in rows:
             logger.info("not sent: no webhook configured (TICKETLENS_SLACK_WEBHOOK_URL) — %s", row.text)
         counts["not_sent"] = len(rows)
@@ -431,12 +423,12 @@ def send_pending_messages(settings: Settings, limit: int = 50) -> SlackDelivery:
         with engine.begin() as conn:
             if error is None:
                 conn.execute(sa.update(m).where(m.c.id == row.id).values(
-                    status="sent", attempts=row.attempts + 1, last_error=None, sent_at=now))
+                    status=MessageStatus.SENT, attempts=row.attempts + 1, last_error=None, sent_at=now))
                 counts["sent"] += 1
             else:
                 error = _redact(error, secret)[:500]
                 conn.execute(sa.update(m).where(m.c.id == row.id).values(
-                    status="failed", attempts=row.attempts + 1, last_error=error))
+                    status=MessageStatus.FAILED, attempts=row.attempts + 1, last_error=error))
                 counts["failed"] += 1
                 logger.warning("Slack post of message %s (%s) failed, will retry next run: %s", row.id, row.kind,
                                error)
@@ -456,7 +448,7 @@ def send_slack_alerts(settings: Settings) -> SlackDelivery:
 def current_alert_rows(warehouse_url: str, since: datetime) -> list[dict[str, Any]]:
     a, m = spike_alerts, slack_messages
     with get_engine(warehouse_url).connect() as conn:
-        rows = conn.execute(sa.select(a).where(sa.or_(a.c.state != "resolved", a.c.resolved_at >= since))
+        rows = conn.execute(sa.select(a).where(sa.or_(a.c.state != AlertState.RESOLVED, a.c.resolved_at >= since))
                             .order_by(a.c.started_at.desc())).mappings().all()
         status = {r.alert_id: r.status for r in conn.execute(
             sa.select(m.c.alert_id, m.c.status).order_by(m.c.id)).all()}

@@ -163,7 +163,7 @@ def train_challenger(training: TrainingSet, settings: Settings, config: Classifi
         fit_seconds = time.perf_counter() - started
         proba = pipeline.predict_proba(split.holdout[columns])
         metrics = classification_metrics(split.holdout["label"], proba, pipeline.classes_,
-                                         threshold=settings.auto_route_threshold)
+                                         threshold=settings.routing.auto_route_threshold)
         logger.info("Challenger (%s): macro-F1 %.4f, accuracy %.4f on %d holdout tickets (%s holdout)", profile,
                     metrics["macro_f1"], metrics["accuracy"], len(split.holdout), split.strategy)
         final, refit_seconds = pipeline, 0.0
@@ -226,7 +226,7 @@ def score_champion(settings: Settings, model: TrainedModel) -> ChampionCompariso
         return comparison
     champion = load_version(settings.mlflow_tracking_uri, settings.model_name, version.version,
                             settings.mlflow_artifact_location)
-    threshold = settings.auto_route_threshold
+    threshold = settings.routing.auto_route_threshold
     proba = champion.predict_proba(fair[["subject", "description"]])
     comparison.champion = classification_metrics(fair["label"], proba, champion.classes_, threshold=threshold)
     positions = holdout.index.get_indexer(fair.index)
@@ -326,7 +326,7 @@ def log_and_register(settings: Settings, model: TrainedModel, comparison: Champi
         "data.empty_text_rows": training.empty_text_rows,
         "data.classes": int(training.frame["label"].nunique()),
         "data.min_examples_per_class": settings.training_min_examples_per_class,
-        "taxonomy.digest": taxonomy.digest, "auto_route_threshold": settings.auto_route_threshold,
+        "taxonomy.digest": taxonomy.digest, "auto_route_threshold": settings.routing.auto_route_threshold,
         "promotion.metric": settings.promotion_metric, "promotion.margin": settings.promotion_margin,
     }
     with mlflow.start_run(run_name="nightly-retrain") as run:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,21 +22,64 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from ticketlens.adapters.helpdesk import HelpdeskError, HelpdeskNotFoundError, WriteOutcomeUnknownError
+from ticketlens.adapters.helpdesk import (
+    HelpdeskError,
+    HelpdeskNotFoundError,
+    WriteOutcomeUnknownError,
+    client_from_settings,
+)
 from ticketlens.adapters.settings import Settings
 from ticketlens.adapters.warehouse.engine import get_engine
-from ticketlens.adapters.warehouse.load import dialect_insert, get_stream_state, save_stream_state
+from ticketlens.adapters.warehouse.load import (
+    INSERT_BATCH,
+    dialect_insert,
+    get_stream_state,
+    save_stream_state,
+)
 from ticketlens.adapters.warehouse.schema import ticket_predictions, writeback_jobs, writeback_state
 from ticketlens.models.scoring import helpdesk_fields, helpdesk_tags, removable_tags
+from ticketlens.models.states import SETTLED_JOBS, JobState, WritebackStatus
 from ticketlens.models.windows import as_utc
 
 BATCH = 100
-IN_DOUBT = "pushing"  # a batch is about to be (or was) sent, but its job id is not recorded yet
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Tickets of one push: submitted in a job, failed to submit (retried next run), sent without a clear answer
+    (read back next run), or only listed because of TICKETLENS_WRITEBACK_DRY_RUN."""
+
+    submitted: int = 0
+    failed: int = 0
+    in_doubt: int = 0
+    dry_run: int = 0
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """Tickets settled by reading them back: carrying their tags (done), requeued, deleted, or unreadable."""
+
+    confirmed: int = 0
+    requeued: int = 0
+    missing: int = 0
+    unreadable: int = 0
+
+    @property
+    def settled(self) -> int:
+        return self.confirmed + self.requeued + self.missing
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """Tickets confirmed or rejected by finished jobs, jobs still open, and tickets settled by reading back."""
+
+    done: int = 0
+    failed: int = 0
+    open_jobs: int = 0
+    settled_by_read_back: int = 0
 PLAN_STREAM = "writeback-plan"  # extraction_state row: watermark = max predicted_at planned (µs), cursor = config
 PLAN_LOOKBACK = timedelta(minutes=10)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Job rows never polled again: finished, or settled by reading the tickets back (status gone or overdue).
-SETTLED_JOBS = ("completed", "failed", "killed", "expired", "overdue")
 
 
 def _sha(tags: list[str], fields: list[dict[str, Any]]) -> str:
@@ -76,15 +120,15 @@ def plan_writeback(settings: Settings) -> int:
                 continue  # already pushed, or already planned and awaiting push
             changes.append({"ticket_id": row["ticket_id"], "desired_tags": tags, "desired_fields": fields or None,
                             "desired_sha256": sha,
-                            "status": "pending", "updated_at": now, "attempts": 0})
+                            "status": WritebackStatus.PENDING, "updated_at": now, "attempts": 0})
         if changes:
             stmt = dialect_insert(conn, w)
             stmt = stmt.on_conflict_do_update(index_elements=["ticket_id"], set_={
                 "desired_tags": stmt.excluded.desired_tags, "desired_fields": stmt.excluded.desired_fields,
                 "desired_sha256": stmt.excluded.desired_sha256,
-                "status": "pending", "updated_at": stmt.excluded.updated_at, "attempts": 0, "last_error": None})
-            for start in range(0, len(changes), 2000):
-                conn.execute(stmt, changes[start:start + 2000])
+                "status": WritebackStatus.PENDING, "updated_at": stmt.excluded.updated_at, "attempts": 0, "last_error": None})
+            for start in range(0, len(changes), INSERT_BATCH):
+                conn.execute(stmt, changes[start:start + INSERT_BATCH])
             planned = len(changes)
         if high is not None:
             high = as_utc(high)
@@ -94,10 +138,8 @@ def plan_writeback(settings: Settings) -> int:
 
 
 @task(name="push-writeback", cache_policy=NO_CACHE)
-def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict[str, int]:
+def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> PushResult:
     """Send pending and failed tickets in batches of ≤ 100 via update_many; never raises on helpdesk errors."""
-    from ticketlens.tasks.ingest import helpdesk_client
-
     logger = get_run_logger()
     engine = get_engine(settings.warehouse_url)
     w = writeback_state
@@ -105,15 +147,15 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
         reconcile_in_doubt(settings)
     with engine.connect() as conn:
         todo = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.pushed_tags)
-                            .where(w.c.status.in_(["pending", "failed"])).order_by(w.c.ticket_id)
+                            .where(w.c.status.in_([WritebackStatus.PENDING, WritebackStatus.FAILED])).order_by(w.c.ticket_id)
                             .limit(limit)).mappings().all()
     if settings.writeback_dry_run:
         for row in todo[:20]:
             logger.info("[dry run] ticket %s: +%s -%s", row["ticket_id"], row["desired_tags"],
                         removable_tags(row["pushed_tags"], row["desired_tags"]))
         logger.info("[dry run] %d tickets would be updated; nothing was pushed", len(todo))
-        return {"submitted": 0, "failed": 0, "in_doubt": 0, "dry_run": len(todo)}
-    client = helpdesk_client(settings)
+        return PushResult(dry_run=len(todo))
+    client = client_from_settings(settings)
     submitted = failed = in_doubt = 0
     for start in range(0, len(todo), BATCH):
         batch = todo[start:start + BATCH]
@@ -123,7 +165,7 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
         ids = [u["id"] for u in updates]
         now = datetime.now(UTC)
         with engine.begin() as conn:  # committed BEFORE the request: a crash now leaves the batch "in doubt"
-            conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(status=IN_DOUBT, updated_at=now))
+            conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(status=WritebackStatus.PUSHING, updated_at=now))
         try:
             job = client.update_many(updates)
         except WriteOutcomeUnknownError as exc:
@@ -140,15 +182,15 @@ def push_writeback(settings: Settings, run_id: str, limit: int = 10_000) -> dict
             logger.warning("Write-back of %d tickets failed (%s); they are retried on the next run.", len(batch), exc)
             with engine.begin() as conn:
                 conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(
-                    status="failed", attempts=w.c.attempts + 1, last_error=str(exc)[:2000], updated_at=now))
+                    status=WritebackStatus.FAILED, attempts=w.c.attempts + 1, last_error=str(exc)[:2000], updated_at=now))
             continue
         with engine.begin() as conn:
             conn.execute(sa.insert(writeback_jobs).values(job_id=job.id, submitted_at=now, ticket_ids=ids,
                                                           status=job.status, run_id=run_id))
             conn.execute(sa.update(w).where(w.c.ticket_id.in_(ids)).values(
-                status="submitted", job_id=job.id, attempts=w.c.attempts + 1, updated_at=now))
+                status=WritebackStatus.SUBMITTED, job_id=job.id, attempts=w.c.attempts + 1, updated_at=now))
         submitted += len(batch)
-    return {"submitted": submitted, "failed": failed, "in_doubt": in_doubt, "dry_run": 0}
+    return PushResult(submitted=submitted, failed=failed, in_doubt=in_doubt)
 
 
 def ticket_matches(ticket: dict[str, Any], desired_tags: list[str], pushed_tags: list[str] | None,
@@ -161,7 +203,7 @@ def ticket_matches(ticket: dict[str, Any], desired_tags: list[str], pushed_tags:
     return all(fields.get(f["id"]) == f["value"] for f in desired_fields or ())
 
 
-def reconcile_in_doubt(settings: Settings) -> dict[str, int]:
+def reconcile_in_doubt(settings: Settings) -> ReadBack:
     """Settle batches a killed run left between "about to push" and "job recorded".
 
     Whether that push reached the helpdesk is unknown, so instead of pushing again (a double write-back) the
@@ -171,18 +213,18 @@ def reconcile_in_doubt(settings: Settings) -> dict[str, int]:
     w = writeback_state
     with get_engine(settings.warehouse_url).connect() as conn:
         rows = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.desired_sha256,
-                                      w.c.pushed_tags).where(w.c.status == IN_DOUBT)).mappings().all()
+                                      w.c.pushed_tags).where(w.c.status == WritebackStatus.PUSHING)).mappings().all()
     if not rows:
-        return {"confirmed": 0, "requeued": 0, "missing": 0, "unreadable": 0}
-    settled = settle_by_read_back(settings, rows, IN_DOUBT)
+        return ReadBack()
+    settled = settle_by_read_back(settings, rows, WritebackStatus.PUSHING)
     get_run_logger().warning(
         "Write-back: %d tickets were in doubt after an interrupted run: %d already carried their tags (not pushed "
-        "again), %d requeued, %d no longer in the helpdesk.", len(rows), settled["confirmed"], settled["requeued"],
-        settled["missing"])
+        "again), %d requeued, %d no longer in the helpdesk.", len(rows), settled.confirmed, settled.requeued,
+        settled.missing)
     return settled
 
 
-def settle_by_read_back(settings: Settings, rows, from_status: str) -> dict[str, int]:
+def settle_by_read_back(settings: Settings, rows, from_status: WritebackStatus) -> ReadBack:
     """Read tickets back (show_many, ≤ 100 per request) and settle each row still in ``from_status``.
 
     Used whenever the helpdesk's own answer about a write is gone or never came: a batch in doubt after an
@@ -191,11 +233,9 @@ def settle_by_read_back(settings: Settings, rows, from_status: str) -> dict[str,
     are ``done``; the others go back to ``pending`` (pushed again by this or the next run); deleted ones are
     ``failed`` with a reason. A read that fails leaves the rows as they are for the next run.
     """
-    from ticketlens.tasks.ingest import helpdesk_client
-
     engine = get_engine(settings.warehouse_url)
     w = writeback_state
-    client = helpdesk_client(settings)
+    client = client_from_settings(settings)
     confirmed = requeued = missing = unreadable = 0
     for start in range(0, len(rows), BATCH):
         batch = rows[start:start + BATCH]
@@ -211,57 +251,54 @@ def settle_by_read_back(settings: Settings, rows, from_status: str) -> dict[str,
             for row in batch:
                 ticket = seen.get(int(row["ticket_id"]))
                 if ticket is None:
-                    values = {"status": "failed", "last_error": "ticket not found in the helpdesk (deleted?)"}
+                    values = {"status": WritebackStatus.FAILED, "last_error": "ticket not found in the helpdesk (deleted?)"}
                     missing += 1
                 elif ticket_matches(ticket, row["desired_tags"], row["pushed_tags"], row["desired_fields"]):
-                    values = {"status": "done", "pushed_tags": row["desired_tags"],
+                    values = {"status": WritebackStatus.DONE, "pushed_tags": row["desired_tags"],
                               "pushed_sha256": row["desired_sha256"], "last_error": None}
                     confirmed += 1
                 else:
-                    values = {"status": "pending"}
+                    values = {"status": WritebackStatus.PENDING}
                     requeued += 1
                 conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"], w.c.status == from_status)
                              .values(updated_at=now, **values))
-    return {"confirmed": confirmed, "requeued": requeued, "missing": missing, "unreadable": unreadable}
+    return ReadBack(confirmed, requeued, missing, unreadable)
 
 
-def settle_lost_job(settings: Settings, job_id: str, reason: str) -> dict[str, int]:
+def settle_lost_job(settings: Settings, job_id: str, reason: JobState) -> ReadBack:
     """A job whose status is gone (404) or overdue: settle its submitted tickets by reading them back."""
     w, j = writeback_state, writeback_jobs
     engine = get_engine(settings.warehouse_url)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_fields, w.c.desired_sha256,
-                                      w.c.pushed_tags).where(w.c.job_id == job_id, w.c.status == "submitted")
+                                      w.c.pushed_tags).where(w.c.job_id == job_id, w.c.status == WritebackStatus.SUBMITTED)
                             ).mappings().all()
-    settled = settle_by_read_back(settings, rows, "submitted") if rows else {
-        "confirmed": 0, "requeued": 0, "missing": 0, "unreadable": 0}
-    if not settled["unreadable"]:
+    settled = settle_by_read_back(settings, rows, WritebackStatus.SUBMITTED) if rows else ReadBack()
+    if not settled.unreadable:
         with engine.begin() as conn:  # nothing left to poll: the job row records why it was settled this way
             conn.execute(sa.update(j).where(j.c.job_id == job_id).values(
                 status=reason, checked_at=datetime.now(UTC)))
     get_run_logger().warning(
         "Write-back job %s %s: its %d tickets were read back instead: %d carried their tags (done), %d requeued, "
         "%d no longer in the helpdesk, %d unreadable (next run).", job_id,
-        "expired (HTTP 404: Zendesk keeps job statuses about an hour)" if reason == "expired" else
+        "expired (HTTP 404: Zendesk keeps job statuses about an hour)" if reason == JobState.EXPIRED else
         f"still open after TICKETLENS_WRITEBACK_JOB_DEADLINE_SECONDS={settings.writeback_job_deadline_seconds:g}",
-        len(rows), settled["confirmed"], settled["requeued"], settled["missing"], settled["unreadable"])
+        len(rows), settled.confirmed, settled.requeued, settled.missing, settled.unreadable)
     return settled
 
 
 @task(name="poll-writeback-jobs", cache_policy=NO_CACHE)
-def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
+def poll_writeback_jobs(settings: Settings) -> PollResult:
     """Store job results; mark tickets done (pushed = desired) or failed (retried next run)."""
-    from ticketlens.tasks.ingest import helpdesk_client
-
     logger = get_run_logger()
     engine = get_engine(settings.warehouse_url)
-    client = helpdesk_client(settings)
+    client = client_from_settings(settings)
     w, j = writeback_state, writeback_jobs
     done = failed = open_jobs = settled = 0
     deadline = timedelta(seconds=settings.writeback_job_deadline_seconds)
     for attempt in range(max(1, settings.writeback_job_polls)):
         with engine.connect() as conn:
-            jobs = conn.execute(sa.select(j.c.job_id, j.c.submitted_at).where(j.c.status.not_in(SETTLED_JOBS))
+            jobs = conn.execute(sa.select(j.c.job_id, j.c.submitted_at).where(j.c.status.not_in(sorted(SETTLED_JOBS)))
                                 ).all()
         open_jobs = 0
         for job_id, submitted_at in jobs:
@@ -269,9 +306,9 @@ def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
                 job = client.get_job_status(job_id)
             except HelpdeskNotFoundError:
                 # Zendesk dropped the status (about an hour after the job): the tickets themselves tell.
-                result = settle_lost_job(settings, job_id, "expired")
-                settled += result["confirmed"] + result["requeued"] + result["missing"]
-                done += result["confirmed"]
+                result = settle_lost_job(settings, job_id, JobState.EXPIRED)
+                settled += result.settled
+                done += result.confirmed
                 continue
             except HelpdeskError as exc:
                 logger.warning("Job %s status unavailable (%s); checked again next run.", job_id, exc)
@@ -284,35 +321,31 @@ def poll_writeback_jobs(settings: Settings) -> dict[str, int]:
                 if job.finished:
                     ok = {int(r["id"]) for r in job.results if r.get("success") and r.get("id") is not None}
                     submitted = conn.execute(sa.select(w.c.ticket_id, w.c.desired_tags, w.c.desired_sha256)
-                                             .where(w.c.job_id == job_id, w.c.status == "submitted")).mappings().all()
+                                             .where(w.c.job_id == job_id, w.c.status == WritebackStatus.SUBMITTED)).mappings().all()
                     for row in submitted:
-                        if row["ticket_id"] in ok and job.status == "completed":
+                        if row["ticket_id"] in ok and job.status == JobState.COMPLETED:
                             conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"]).values(
-                                status="done", pushed_tags=row["desired_tags"], pushed_sha256=row["desired_sha256"],
+                                status=WritebackStatus.DONE, pushed_tags=row["desired_tags"], pushed_sha256=row["desired_sha256"],
                                 last_error=None, updated_at=now))
                             done += 1
                         else:
                             error = next((r.get("error") or r.get("details") for r in job.results
                                           if r.get("id") == row["ticket_id"]), job.message or job.status)
                             conn.execute(sa.update(w).where(w.c.ticket_id == row["ticket_id"]).values(
-                                status="failed", last_error=str(error)[:2000], updated_at=now))
+                                status=WritebackStatus.FAILED, last_error=str(error)[:2000], updated_at=now))
                             failed += 1
             if not job.finished:
-                if now - _aware(submitted_at) > deadline:  # open for too long: read the tickets back instead
-                    result = settle_lost_job(settings, job_id, "overdue")
-                    settled += result["confirmed"] + result["requeued"] + result["missing"]
-                    done += result["confirmed"]
+                if now - as_utc(submitted_at) > deadline:  # open for too long: read the tickets back instead
+                    result = settle_lost_job(settings, job_id, JobState.OVERDUE)
+                    settled += result.settled
+                    done += result.confirmed
                 else:
                     open_jobs += 1
         if not open_jobs:
             break
         if attempt + 1 < settings.writeback_job_polls:
             time.sleep(settings.writeback_poll_interval_seconds)
-    return {"done": done, "failed": failed, "open_jobs": open_jobs, "settled_by_read_back": settled}
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return PollResult(done, failed, open_jobs, settled)
 
 
 def writeback_summary(engine_url: str) -> dict[str, Any]:

@@ -117,3 +117,28 @@ def warehouse_errors(url: str, what: str) -> Iterator[None]:
 def describe_url(url: str) -> str:
     """The URL with any password hidden, for logs and artifacts."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def prepare_warehouse(warehouse_url: str) -> None:
+    """Apply pending Alembic migrations (a no-op when the schema is current)."""
+    check_warehouse(warehouse_url)
+    migrate(warehouse_url)
+
+
+class WarehouseUnreachableError(RuntimeError):
+    """The warehouse URL is wrong or the database is down; the message names the setting."""
+
+
+def check_warehouse(warehouse_url: str) -> None:
+    """Fail early, with what to do, when the warehouse cannot be reached (before any data is fetched)."""
+    try:
+        with get_engine(warehouse_url).connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0][:300]
+        raise WarehouseUnreachableError(
+            f"Cannot reach the warehouse at TICKETLENS_WAREHOUSE_URL={describe_url(warehouse_url)} ({reason}). "
+            f"Check the URL, that the database server is up and accepts this user, and that the worker's "
+            f"environment (or .env in TICKETLENS_HOME) sets it; nothing was fetched, the next run starts from "
+            f"the stored cursors."
+        ) from None

@@ -22,6 +22,11 @@ from sqlalchemy.engine import Connection
 from ticketlens.adapters.warehouse.schema import extraction_state, quarantine, raw_records
 from ticketlens.models.sanitize import warehouse_json_dumps
 
+# Statement batch sizes (not the scoring chunk, TICKETLENS_SCORING_CHUNK_SIZE, which may be larger): ids per
+# ``IN (...)`` list, far below SQLite's 32,766 bound parameters, and rows per executemany batch.
+IN_LIST_BATCH = 5000
+INSERT_BATCH = 2000
+
 
 @dataclass(frozen=True)
 class UpsertCounts:
@@ -118,9 +123,8 @@ def _stored_versions(
 ) -> dict[Any, tuple]:
     found: dict[Any, tuple] = {}
     cols = [table.c[key], *(table.c[c] for c in version_cols)]
-    # Chunked to stay far below SQLite's bound-parameter limit.
-    for start in range(0, len(keys), 5000):
-        chunk = keys[start : start + 5000]
+    for start in range(0, len(keys), IN_LIST_BATCH):
+        chunk = keys[start : start + IN_LIST_BATCH]
         for rec in conn.execute(sa.select(*cols).where(table.c[key].in_(chunk))):
             mapping = rec._mapping
             found[mapping[key]] = _version_key(mapping, version_cols)

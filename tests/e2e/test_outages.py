@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def test_postgres_restarted_mid_run_fails_clearly_and_the_next_run_resumes(prefe
 def score_only() -> dict:
     from ticketlens.tasks.scoring import score_new_tickets
 
-    return score_new_tickets(get_settings(), "outage-test")
+    return asdict(score_new_tickets(get_settings(), "outage-test"))
 
 
 def test_mlflow_unreachable_fails_clearly_or_uses_the_pinned_cached_version(prefect_harness, sqlite_url, dataset,

@@ -54,7 +54,7 @@ def test_a_scheduled_csat_drivers_run_analyses_the_days_before_its_slot(prefect_
     assert type(run.expected_start_time) is runtime_start_type()
     assert state.is_completed(), state.message
     result = state.result()
-    days = get_settings().csat_window_days
+    days = get_settings().csat.window_days
     assert (result.window.start, result.window.end) == (slot - timedelta(days=days), slot)
     assert all(type(v) is datetime and v.tzinfo is UTC for v in (result.window.start, result.window.end))
     assert result.ratings > 0 and result.written["csat_reason_counts"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import pytest
@@ -124,7 +125,7 @@ def push_only() -> dict:
     """Plan, push and poll without ingest or scoring (so a faulty helpdesk only affects the write-back)."""
     settings = get_settings()
     plan_writeback(settings)
-    return {"push": push_writeback(settings, "test"), "poll": poll_writeback_jobs(settings)}
+    return {"push": asdict(push_writeback(settings, "test")), "poll": asdict(poll_writeback_jobs(settings))}
 
 
 def test_backfill_is_resumable(prefect_harness, env, sqlite_url):

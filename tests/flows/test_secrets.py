@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,7 +45,7 @@ WRONG = "tlFAKEwrong-0b9d7a2e13"
 def push_only() -> dict:
     from ticketlens.tasks.writeback import push_writeback
 
-    return push_writeback(get_settings(), "secret-scan")
+    return asdict(push_writeback(get_settings(), "secret-scan"))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,16 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from ticketlens.models.windows import DAY, HOUR, WindowError, run_window, scheduled_window
+from ticketlens.models.windows import (
+    DAY,
+    HOUR,
+    Window,
+    WindowError,
+    as_utc,
+    as_utc_or_none,
+    run_window,
+    scheduled_window,
+)
 
 
 def utc(*args) -> datetime:
@@ -140,7 +149,6 @@ def _kinds():
 def test_as_utc_returns_a_plain_aware_utc_datetime_for_every_kind(make, expected):
     import pandas as pd
 
-    from ticketlens.models.windows import as_utc
 
     value = as_utc(make())
     assert type(value) is datetime and value.tzinfo is UTC and value == expected
@@ -163,7 +171,6 @@ def test_windows_from_any_kind_are_plain_utc(kind):
 
 @pytest.mark.parametrize("bad", ["yesterday", "", "2026-13-01T00:00:00Z", None, 1764583500, "NaT"])
 def test_as_utc_rejects_what_is_not_a_date_time_with_a_clear_error(bad):
-    from ticketlens.models.windows import as_utc
 
     with pytest.raises(WindowError, match=r"date/time"):
         as_utc(bad)
@@ -172,7 +179,6 @@ def test_as_utc_rejects_what_is_not_a_date_time_with_a_clear_error(bad):
 def test_as_utc_rejects_pandas_nat():
     import pandas as pd
 
-    from ticketlens.models.windows import as_utc
 
     with pytest.raises(WindowError, match="date/time"):
         as_utc(pd.NaT)
@@ -184,6 +190,18 @@ def test_csat_window_from_the_prefect_runtime_start_is_aware():
     window = resolve_window(None, None, _prefect_runtime_start("2026-12-01T02:30:00+00:00"), 90)
     assert (window.start, window.end) == (utc(2026, 9, 2, 2, 30), utc(2026, 12, 1, 2, 30))
     assert type(window.start) is datetime and window.start.tzinfo is UTC
+    assert isinstance(window, Window) and window.source == "schedule"  # the one Window type, for every flow
+    assert window.slug == "20260902-20261201"
+    assert window.describe() == "2026-09-02 02:30 → 2026-12-01 02:30 UTC"
+    assert resolve_window("2026-08-01", None, None, 90).source == "parameters"
+
+
+@pytest.mark.parametrize("empty", [None, ""])
+def test_optional_parameters_stay_none_and_the_rest_is_as_utc(empty):
+    assert as_utc_or_none(empty) is None
+    assert as_utc_or_none("2026-11-20T09:00:00+01:00") == as_utc("2026-11-20T08:00Z") == utc(2026, 11, 20, 8)
+    with pytest.raises(WindowError):
+        as_utc_or_none("yesterday")
 
 
 def test_spike_counts_accept_the_prefect_runtime_start():

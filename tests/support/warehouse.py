@@ -63,7 +63,7 @@ def prediction_row(ticket_id: int, updated_at, leaf: str, taxonomy, version: str
 
 def seed_predictions(url: str, dataset) -> None:
     """Predictions as the scorer writes them (a test double for the champion: the true category, confident)."""
-    from ticketlens.tasks.scoring import write_predictions
+    from ticketlens.adapters.warehouse.predictions import write_predictions
 
     taxonomy = load_taxonomy()
     truth = {t.id: t.true_category for t in dataset.tickets}

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from ticketlens.adapters.settings import CsatSettings, OpsSettings, RoutingSettings
 from ticketlens.helpdesk_sim.csat_frames import agent_names, group_names, rating_frame
 from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
 from ticketlens.models.csat_drivers import (
-    DriverConfig,
     analyse_drivers,
     fit_beta_prior,
     prepare_ratings,
@@ -28,6 +29,8 @@ from ticketlens.models.csat_reasons import (
 from ticketlens.models.ops_reports import auto_reply_candidates, self_selection_report
 from ticketlens.models.taxonomy import load_taxonomy
 
+DRIVERS = CsatSettings().drivers()  # the deployed defaults (TICKETLENS_CSAT_* unset)
+OPS = OpsSettings().config(RoutingSettings())
 START = datetime(2026, 5, 1, tzinfo=UTC)
 
 
@@ -104,7 +107,7 @@ def test_agent_with_only_a_bad_category_is_not_blamed_once_category_is_controlle
     typical = raw.drop(index=["specialist", "bad_agent"])["raw_rate"].median()
     assert raw.loc["specialist", "raw_rate"] > typical + 0.15  # raw: the specialist looks bad
 
-    report = analyse_drivers(data, DriverConfig(fdr=0.05))
+    report = analyse_drivers(data, DRIVERS)
     flagged = {(r.factor, r.level) for r in report.drivers.itertuples()}
     assert ("agent", "specialist") not in flagged  # adjusted for category: not blamed
     assert ("category", "cat0") in flagged and ("agent", "bad_agent") in flagged
@@ -114,7 +117,7 @@ def test_agent_with_only_a_bad_category_is_not_blamed_once_category_is_controlle
 
 
 def test_planted_drivers_are_found_with_the_right_sign(planted):
-    report = analyse_drivers(frame_of(planted), DriverConfig(fdr=0.05))
+    report = analyse_drivers(frame_of(planted), DRIVERS)
     found = {(r.factor, str(r.level)) for r in report.drivers.itertuples()}
     for driver in planted.truth.csat_drivers:
         key = {"agent": ("agent", str(driver["key"])), "category": ("category", driver["key"]),
@@ -133,20 +136,20 @@ def test_planted_drivers_are_found_with_the_right_sign(planted):
 
 
 def test_no_signal_reports_nothing(null_dataset):
-    report = analyse_drivers(frame_of(null_dataset), DriverConfig(fdr=0.05))
+    report = analyse_drivers(frame_of(null_dataset), DRIVERS)
     assert report.ratings > 3000 and len(report.effects) > 50  # many segments were tested ...
     assert report.drivers.empty and report.protective.empty  # ... and none reported
 
 
 def test_too_few_ratings_report_nothing_with_a_note():
     frame = prepare_ratings(pd.DataFrame({"score": ["bad", "good", "good"], "category": ["a", "b", "a"]}))
-    report = analyse_drivers(frame)
+    report = analyse_drivers(frame, DRIVERS)
     assert report.drivers.empty and "too few" in report.notes[0]
 
 
 def test_weekly_trends_per_top_driver(planted):
     frame = frame_of(planted)
-    report = analyse_drivers(frame)
+    report = analyse_drivers(frame, DRIVERS)
     trends = weekly_trends(frame, report.drivers, top_n=3)
     assert set(trends["factor"]) >= {"all"} and trends["level"].nunique() == 4
     assert (trends["week_start"].dt.day_of_week == 0).all()  # ISO weeks start on Monday
@@ -197,7 +200,7 @@ def test_self_selection_finds_misused_options_and_suggests_menu_changes():
     tickets = pd.DataFrame(rows, columns=["contact_reason", "category"])
     tickets["confidence"] = 0.9
     tickets.loc[tickets.index[:10], "confidence"] = 0.2  # unsure predictions are not held against the menu
-    options, confusion = self_selection_report(tickets, taxonomy)
+    options, confusion = self_selection_report(tickets, taxonomy, OPS)
     by = options.set_index("selected")
     assert by.loc["pins_boards.missing_pins", "tickets"] == 90
     assert by.loc["pins_boards.missing_pins", "top_actual"] == "pins_boards.upload_failure"
@@ -227,7 +230,7 @@ def test_auto_reply_candidates():
         + [("pins_boards.board_visibility", b) for b in [True] * 2 + [False] * 28]
         + [(c, b) for c in ("account.hacked", "app_technical.crash") for b in [True] * 10 + [False] * 40],
         columns=["category", "bad"])
-    result = auto_reply_candidates(preds, ratings, taxonomy).set_index("category")
+    result = auto_reply_candidates(preds, ratings, taxonomy, OPS).set_index("category")
     assert result.loc["account.password_reset", "is_candidate"]
     assert not result.loc["privacy.privacy_settings", "is_candidate"]  # CSAT unknown: not judged good
     assert "no CSAT" in result.loc["privacy.privacy_settings", "reason"]
@@ -258,7 +261,7 @@ def test_one_bad_agent_among_40_is_found_where_the_factor_test_alone_would_hide_
     from ticketlens.helpdesk_sim.csat_cases import one_bad_agent_ratings
 
     raw, bad_agent = one_bad_agent_ratings(seed=1, agents=40, ratings_per_agent=80)
-    report = analyse_drivers(prepare_ratings(raw), DriverConfig(fdr=0.05))
+    report = analyse_drivers(prepare_ratings(raw), DRIVERS)
     drivers = {(r.factor, r.level) for r in report.drivers.itertuples()}
     assert ("agent", bad_agent) in drivers
     row = report.effects.set_index(["factor", "level"]).loc[("agent", bad_agent)]
@@ -270,25 +273,25 @@ def test_one_bad_agent_among_40_is_found_where_the_factor_test_alone_would_hide_
 def test_q_values_are_one_flat_family_over_every_tested_level(planted):
     from statsmodels.stats.multitest import multipletests
 
-    report = analyse_drivers(frame_of(planted), DriverConfig(fdr=0.05, method="bh"))
+    report = analyse_drivers(frame_of(planted), replace(DRIVERS, method="bh"))
     effects = report.effects
     expected = multipletests(effects["p_value"], method="fdr_bh")[1]
     assert np.allclose(effects["q_value"], expected)  # a real q-value for every level, no placeholder
     assert (effects["q_value"] >= effects["p_value"] - 1e-12).all()
     assert (effects["significant"] == (effects["q_value"] <= 0.05)).all()
     assert effects["factor_p"].notna().all() and effects["factor_q"].between(0, 1).all()  # shown, not a gate
-    by = analyse_drivers(frame_of(planted), DriverConfig(fdr=0.05)).effects  # the default
+    by = analyse_drivers(frame_of(planted), DRIVERS).effects  # the default
     assert np.allclose(by["q_value"], multipletests(by["p_value"], method="fdr_by")[1])
     assert by["significant"].sum() <= effects["significant"].sum()
     with pytest.raises(ValueError, match="method"):
-        DriverConfig(method="holm")
+        replace(DRIVERS, method="holm")
 
 
 def test_entirely_missing_continuous_inputs_are_reported_not_dropped_silently(planted):
     raw = rating_frame(planted).drop(columns=["first_reply_minutes"])
     raw["reopens"] = None
     raw.loc[raw.index[:10], "full_resolution_minutes"] = None
-    report = analyse_drivers(prepare_ratings(raw), DriverConfig(fdr=0.05))
+    report = analyse_drivers(prepare_ratings(raw), DRIVERS)
     notes = "\n".join(report.notes)
     assert "per doubling of first-reply time is not in the model: no value in any rating" in notes
     assert "reopened is not in the model: no value in any rating (column reopens)" in notes
@@ -313,7 +316,7 @@ def test_agent_and_team_names_reach_the_driver_rows_and_lines(planted):
     from ticketlens.models.reporting.csat import driver_lines
 
     names = agent_names(planted)
-    report = analyse_drivers(frame_of(planted), DriverConfig(fdr=0.05))
+    report = analyse_drivers(frame_of(planted), replace(DRIVERS, fdr=0.05))
     agents = report.drivers[report.drivers["factor"] == "agent"]
     assert len(agents) >= 2
     assert agents["label"].tolist() == [names[int(level)] for level in agents["level"]]
@@ -321,6 +324,6 @@ def test_agent_and_team_names_reach_the_driver_rows_and_lines(planted):
     assert teams["label"].tolist() == [group_names(planted)[int(level)] for level in teams["level"]]
     lines = "\n".join(driver_lines(report, len(report.drivers)))
     assert all(f"agent: {names[int(level)]}:" in lines for level in agents["level"])
-    unnamed = analyse_drivers(prepare_ratings(rating_frame(planted)), DriverConfig(fdr=0.05))
+    unnamed = analyse_drivers(prepare_ratings(rating_frame(planted)), replace(DRIVERS, fdr=0.05))
     unnamed_agents = unnamed.effects[unnamed.effects["factor"] == "agent"]
     assert (unnamed_agents["label"] == unnamed_agents["level"]).all()

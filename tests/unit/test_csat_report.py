@@ -4,15 +4,16 @@ built without Prefect or a warehouse."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from ticketlens.adapters.settings import CsatSettings, OpsSettings, RoutingSettings
 from ticketlens.helpdesk_sim.csat_cases import one_bad_agent_ratings
 from ticketlens.models.csat_drivers import (
     DriverAnalysis,
-    DriverConfig,
     analyse_drivers,
     prepare_ratings,
     weekly_trends,
@@ -21,7 +22,6 @@ from ticketlens.models.csat_reasons import ReasonReport, reason_summary
 from ticketlens.models.ops_reports import (
     AUTO_REPLY_COLUMNS,
     SELF_SELECTION_COLUMNS,
-    OpsConfig,
     OpsReports,
     self_selection_report,
 )
@@ -40,7 +40,7 @@ PERIOD = "2026-05-01 00:00 → 2026-07-30 00:00 UTC"
 
 def analysis_of(raw: pd.DataFrame, names: dict | None = None, unscored: int = 0) -> DriverAnalysis:
     frame = prepare_ratings(raw, names)
-    report = analyse_drivers(frame, DriverConfig(fdr=0.05))
+    report = analyse_drivers(frame, replace(CsatSettings().drivers(), fdr=0.05))
     return DriverAnalysis(frame, report, weekly_trends(frame, report.drivers), unscored)
 
 
@@ -60,7 +60,7 @@ def reasons():
 
 
 def ops_of(tickets: pd.DataFrame) -> OpsReports:
-    options, confusion = self_selection_report(tickets, load_taxonomy(), OpsConfig())
+    options, confusion = self_selection_report(tickets, load_taxonomy(), OpsSettings().config(RoutingSettings()))
     return OpsReports(options, confusion, pd.DataFrame(columns=AUTO_REPLY_COLUMNS))
 
 
@@ -68,8 +68,8 @@ def test_the_drivers_report_names_the_bad_agent_and_states_its_method(bad_agent_
     analysis, bad_agent = bad_agent_case
     ops = OpsReports(pd.DataFrame(columns=SELF_SELECTION_COLUMNS), pd.DataFrame(),
                      pd.DataFrame(columns=AUTO_REPLY_COLUMNS))
-    drivers, why, options, auto = csat_artifacts(PERIOD, analysis, reasons, ops, DriverConfig(fdr=0.05),
-                                                 OpsConfig(), 10, ["", "## Charts"])
+    drivers, why, options, auto = csat_artifacts(PERIOD, analysis, reasons, ops, replace(CsatSettings().drivers(), fdr=0.05),
+                                                 OpsSettings().config(RoutingSettings()), 10, ["", "## Charts"])
     assert [a.key for a in (drivers, why, options, auto)] == [
         "csat-drivers", "csat-reasons", "self-selection", "auto-reply-candidates"]
     assert drivers.table_key == "csat-drivers-table"
@@ -93,7 +93,7 @@ def test_too_few_ratings_report_no_driver_with_the_reason(reasons):
     raw, _ = one_bad_agent_ratings(seed=2, agents=2, ratings_per_agent=10)
     analysis = analysis_of(raw)
     ops = ops_of(pd.DataFrame(columns=["contact_reason", "category", "confidence"]))
-    drivers = csat_artifacts(PERIOD, analysis, reasons, ops, DriverConfig(fdr=0.1, method="bh"), OpsConfig(), 10,
+    drivers = csat_artifacts(PERIOD, analysis, reasons, ops, replace(CsatSettings().drivers(), fdr=0.1, method="bh"), OpsSettings().config(RoutingSettings()), 10,
                              [])[0]
     assert "**No driver** at FDR 0.1." in drivers.markdown
     assert "Benjamini-Hochberg" in drivers.markdown

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ticketlens.adapters.settings import RoutingSettings
 from ticketlens.helpdesk_sim.generator import GeneratorConfig, generate_dataset
 from ticketlens.models.classifier import build_pipeline
 from ticketlens.models.language import detect_languages
 from ticketlens.models.offload import ProcessWorker, finish, start
-from ticketlens.models.routing import RoutingPolicy
 from ticketlens.models.scoring import score_tickets
 from ticketlens.models.sentiment import SentimentWorker, VaderSentiment
 from ticketlens.models.taxonomy import load_taxonomy
@@ -68,7 +68,7 @@ def test_score_tickets_is_identical_with_workers(trained_pipeline):
     texts = TEXTS + MULTILINGUAL
     frame = pd.DataFrame({"id": range(1, len(texts) + 1), "updated_at": pd.Timestamp("2024-01-01", tz="UTC"),
                           "subject": ["Help"] * len(texts), "description": texts, "tags": [["web"]] * len(texts)})
-    rules = (load_taxonomy(), RoutingPolicy())
+    rules = (load_taxonomy(), RoutingSettings().policy())
     sentiment = SentimentWorker(VaderSentiment())
     languages = ProcessWorker(partial(detect_languages, parallel=False))
     try:

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from ticketlens.adapters.settings import SpikeSettings
 from ticketlens.models.spike_report import ChartData, render_chart, spike_chart_data
-from ticketlens.models.spikes import HOUR, Alert, SpikeParams, detect_spikes
+from ticketlens.models.spikes import HOUR, Alert, detect_spikes
 
 START = datetime(2026, 6, 1, tzinfo=UTC)  # a Monday
 DAILY = np.array([0.3, 0.2, 0.2, 0.2, 0.3, 0.5, 0.8, 1.2, 1.6, 1.8, 1.9, 2.0,
@@ -30,7 +31,7 @@ def seasonal_counts(hours: int, seed: int = 5) -> pd.DataFrame:
 
 def chart_for(counts: pd.DataFrame, series: str, hour: datetime, **kw) -> ChartData:
     alert = Alert(series=series, started_at=hour, last_spike_at=hour, observed=int(counts.loc[hour, series]))
-    return spike_chart_data(counts, alert, parents=PARENTS, params=SpikeParams(), **kw)
+    return spike_chart_data(counts, alert, parents=PARENTS, params=SpikeSettings().params(), **kw)
 
 
 def test_expected_line_and_band_cover_the_whole_week_and_a_normal_daily_peak_is_explained():

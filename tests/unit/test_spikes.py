@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from ticketlens.adapters.settings import SpikeSettings
 from ticketlens.models.alert_messages import AlertContext, blocks_text, build_message, safe_subject
 from ticketlens.models.spikes import (
     HOUR,
     Alert,
     LifecycleParams,
-    SpikeParams,
     advance_alerts,
     alert_mask,
     benjamini_hochberg,
@@ -23,6 +24,8 @@ from ticketlens.models.spikes import (
 )
 
 START = datetime(2026, 6, 1, tzinfo=UTC)  # a Monday
+PARAMS = SpikeSettings().params()  # the deployed defaults (TICKETLENS_SPIKE_* unset)
+LIFECYCLE = SpikeSettings().lifecycle()
 DAILY = np.array([0.3, 0.2, 0.2, 0.2, 0.3, 0.5, 0.8, 1.2, 1.6, 1.8, 1.9, 2.0,
                   2.0, 2.0, 1.9, 1.9, 1.8, 1.6, 1.4, 1.2, 1.0, 0.8, 0.6, 0.4])
 WEEKLY = np.array([1.2, 1.15, 1.1, 1.0, 0.95, 0.7, 0.6])
@@ -70,14 +73,14 @@ def test_seasonal_baseline_follows_the_hour_of_week_and_catches_a_night_spike():
     peak = hours - 168 + 24 * 1 + 12  # Tuesday noon of the last week
     trough = hours - 168 + 24 * 1 + 3  # Tuesday 03:00
     for i in (peak, trough):
-        result = detect_spikes(counts, at(counts, i), parents=parents).set_index("series")
+        result = detect_spikes(counts, at(counts, i), parents=parents, params=PARAMS).set_index("series")
         assert result.loc["p.c0", "baseline"] == "hour_of_week"
         assert result.loc["p.c0", "expected"] == pytest.approx(rate[i], rel=0.3)
         assert not result["is_spike"].any(), result[result["is_spike"]]
     # 4× the usual 03:00 count is still far below a normal noon, yet it is a spike at 03:00
     counts.loc[counts.index[trough], "p.c1"] = int(4 * rate[trough]) + 4
     counts["p"] = counts[list(parents)].sum(axis=1)
-    result = detect_spikes(counts, at(counts, trough), parents=parents).set_index("series")
+    result = detect_spikes(counts, at(counts, trough), parents=parents, params=PARAMS).set_index("series")
     assert counts["p.c1"].iloc[trough] < rate[peak]
     assert result.loc["p.c1", "is_spike"] and result.loc["p.c1", "status"] == "spike"
     # the parent's surge is that leaf's: no second page for the same incident
@@ -98,7 +101,7 @@ def test_over_dispersed_counts_do_not_page_where_a_poisson_test_would():
     nb_pages = poisson_pages = 0
     dispersions = []
     for i in range(hours - 48, hours):
-        result = detect_spikes(counts, at(counts, i), parents=parents)
+        result = detect_spikes(counts, at(counts, i), parents=parents, params=PARAMS)
         nb_pages += int(result["is_spike"].sum())
         dispersions.append(result["dispersion"].iloc[0])
         leaves = result[result["kind"] == "leaf"]
@@ -120,11 +123,11 @@ def test_new_category_waits_for_history_unless_it_is_huge():
     new = np.zeros(hours, dtype=int)
     new[-10:] = 8  # a category the model started predicting 10 hours ago
     counts = frame({"r.old": rng.poisson(seasonal_rate(index, 20.0)), "r.new": new}, hours)
-    result = detect_spikes(counts, at(counts, hours - 1), parents=parents).set_index("series")
+    result = detect_spikes(counts, at(counts, hours - 1), parents=parents, params=PARAMS).set_index("series")
     assert result.loc["r.new", "status"] == "new_category"
     assert not result.loc["r.new", "is_spike"]
     counts.loc[counts.index[-1], "r.new"] = 40
-    result = detect_spikes(counts, at(counts, hours - 1), parents=parents).set_index("series")
+    result = detect_spikes(counts, at(counts, hours - 1), parents=parents, params=PARAMS).set_index("series")
     assert result.loc["r.new", "is_spike"]
 
 
@@ -134,7 +137,7 @@ def test_zero_history_category_is_quiet_and_well_defined():
     index = pd.date_range(START, periods=hours, freq="h", tz=UTC)
     parents = {"s.busy": "s", "s.never": "s"}
     counts = frame({"s.busy": rng.poisson(seasonal_rate(index, 10.0)), "s.never": np.zeros(hours, dtype=int)}, hours)
-    result = detect_spikes(counts, at(counts, hours - 1), parents=parents).set_index("series")
+    result = detect_spikes(counts, at(counts, hours - 1), parents=parents, params=PARAMS).set_index("series")
     row = result.loc["s.never"]
     assert row["observed"] == 0 and row["expected"] == 0 and row["p_value"] == pytest.approx(1.0)
     assert not row["is_spike"] and np.isfinite(result["expected"]).all()
@@ -146,12 +149,12 @@ def test_short_history_uses_the_daily_profile_and_does_not_page_while_warming_up
     index = pd.date_range(START, periods=30, freq="h", tz=UTC)
     counts = frame({k: rng.poisson(seasonal_rate(index, 10.0)) for k in parents}, 30)
     counts.loc[counts.index[-1], "t.a"] = 200
-    result = detect_spikes(counts, at(counts, 29), parents=parents).set_index("series")
+    result = detect_spikes(counts, at(counts, 29), parents=parents, params=PARAMS).set_index("series")
     assert result.loc["t.a", "status"] == "warming_up" and not result["is_spike"].any()
     index = pd.date_range(START, periods=200, freq="h", tz=UTC)
     counts = frame({k: rng.poisson(seasonal_rate(index, 10.0)) for k in parents}, 200)
     counts.loc[counts.index[-1], "t.a"] = 200
-    result = detect_spikes(counts, at(counts, 199), parents=parents).set_index("series")
+    result = detect_spikes(counts, at(counts, 199), parents=parents, params=PARAMS).set_index("series")
     assert result.loc["t.a", "baseline"] == "hour_of_day" and result.loc["t.a", "is_spike"]
 
 
@@ -166,18 +169,18 @@ def test_past_alert_hours_do_not_inflate_the_baseline():
     counts.iloc[incident, 0] = counts.iloc[incident, 0] * 10
     excluded = alert_mask(counts.index, counts.columns, [{"series": "u.a", "started_at": counts.index[hours - 171],
                                                          "until": counts.index[hours - 165]}], parents)
-    clean = detect_spikes(counts, at(counts, hours - 1), parents=parents, exclude=excluded).set_index("series")
+    clean = detect_spikes(counts, at(counts, hours - 1), parents=parents, params=PARAMS, exclude=excluded).set_index("series")
     assert clean.loc["u.a", "expected"] == pytest.approx(seasonal_rate(index, 10.0)[-1], rel=0.35)
 
 
 def test_bad_input_is_a_clear_error():
     counts = frame({"v.a": np.ones(10, dtype=int)}, 10)
     with pytest.raises(ValueError, match="do not cover the evaluated hour"):
-        detect_spikes(counts, START + timedelta(days=30), parents={"v.a": "v"})
+        detect_spikes(counts, START + timedelta(days=30), parents={"v.a": "v"}, params=PARAMS)
     with pytest.raises(ValueError, match="naive datetime"):
-        detect_spikes(counts, datetime(2026, 6, 1, 5), parents={"v.a": "v"})
+        detect_spikes(counts, datetime(2026, 6, 1, 5), parents={"v.a": "v"}, params=PARAMS)
     with pytest.raises(ValueError, match="fdr"):
-        SpikeParams(fdr=0)
+        replace(PARAMS, fdr=0)
 
 
 def _detections(series: str, observed: int, spike: bool) -> pd.DataFrame:
@@ -212,7 +215,7 @@ def test_lifecycle_one_message_per_incident_growth_and_one_resolution():
     assert alert.state == "resolved" and alert.peak_observed == 70 and alert.hours_flagged == 4
     # re-applying an hour already seen sends nothing
     fresh = Alert(series="w.b", started_at=START, last_spike_at=START, observed=30, notified_observed=30)
-    _, notes = advance_alerts([fresh], _detections("w.b", 80, True), START)
+    _, notes = advance_alerts([fresh], _detections("w.b", 80, True), START, LIFECYCLE)
     assert notes == []
 
 
@@ -260,17 +263,17 @@ def test_dispersion_is_per_category_shrunk_and_keeps_past_alert_hours():
     alphas = [0.05, 0.05, 0.05, 0.6]
     y = np.column_stack([rng.negative_binomial(1 / a, 1 / (1 + a * mu), size=hours) for a in alphas])
     expected = np.full_like(y, mu, dtype=float)
-    d = estimate_series_dispersion(y, expected, SpikeParams())
+    d = estimate_series_dispersion(y, expected, PARAMS)
     assert d.alpha[:3] == pytest.approx(0.05, abs=0.03)  # each category its own value ...
     assert d.alpha[3] == pytest.approx(0.6, rel=0.3)  # ... not one pooled value for all
     assert d.pooled == pytest.approx(0.05, abs=0.03)  # the pool is the median: one bursty series does not set it
     # a sparse series borrows from the pool: 20 hours at 0.3 tickets/h mostly keep the pooled value
     sparse = estimate_series_dispersion(np.column_stack([y[:20], rng.poisson(0.3, size=(20, 1))]),
-                                        np.column_stack([expected[:20], np.full((20, 1), 0.3)]), SpikeParams())
+                                        np.column_stack([expected[:20], np.full((20, 1), 0.3)]), PARAMS)
     assert sparse.weight[-1] < 0.1
     # the estimate uses every hour: the tail is not cut off (the old estimator dropped past alert hours)
     top = y[:, 3] > np.quantile(y[:, 3], 0.95)
-    without_tail = estimate_series_dispersion(y[~top], expected[~top], SpikeParams())
+    without_tail = estimate_series_dispersion(y[~top], expected[~top], PARAMS)
     assert d.alpha[3] > 1.5 * without_tail.alpha[3]
 
 
@@ -281,8 +284,8 @@ def test_window_sums_of_autocorrelated_counts_get_their_own_larger_dispersion():
     alpha, mu = 0.4, 5.0
     y = np.column_stack([_ar_gamma_counts(rng, 3000, mu, alpha, 0.8) for _ in range(4)]).astype(float)
     mu_h = np.full_like(y, mu)
-    one = estimate_series_dispersion(y, mu_h, SpikeParams())
-    three = estimate_series_dispersion(window_sums(y, 3)[2:], window_sums(mu_h, 3)[2:], SpikeParams(), scale=9)
+    one = estimate_series_dispersion(y, mu_h, PARAMS)
+    three = estimate_series_dispersion(window_sums(y, 3)[2:], window_sums(mu_h, 3)[2:], PARAMS, scale=9)
     assert one.alpha == pytest.approx(alpha, rel=0.35)
     # independent hours would give α/3 for a 3-hour sum; the autocorrelated sums vary about twice as much
     assert np.median(three.alpha) > 0.55 * alpha > alpha / 3
@@ -294,7 +297,7 @@ def test_calibration_factor_is_one_for_a_right_model_and_fixes_a_too_small_dispe
     rng = np.random.default_rng(13)
     mu = rng.uniform(1, 10, size=(400, 20))
     y = rng.negative_binomial(1 / 0.5, 1 / (1 + 0.5 * mu))
-    p = SpikeParams()
+    p = PARAMS
     assert calibrate_dispersion(y, mu, np.full(20, 0.5), p) == pytest.approx(1.0, abs=0.3)
     assert calibrate_dispersion(y, mu, np.full(20, 0.2), p) == pytest.approx(2.5, rel=0.35)
     assert calibrate_dispersion(y[:10], mu[:10], np.full(20, 0.2), p) == 1.0  # too little history: unchanged
@@ -307,12 +310,12 @@ def test_min_count_guard_is_applied_to_the_hour_itself():
     parents = {f"x.c{i}": "x" for i in range(6)}
     counts = frame({k: rng.poisson(seasonal_rate(index, 0.4 if k == "x.c0" else 10.0)) for k in parents}, hours)
     counts.iloc[-3:, 0] = [12, 12, 4]  # a burst whose last hour has 4 tickets: fewer than min_count=5
-    result = detect_spikes(counts, at(counts, hours - 1), parents=parents).set_index("series")
+    result = detect_spikes(counts, at(counts, hours - 1), parents=parents, params=PARAMS).set_index("series")
     row = result.loc["x.c0"]
     assert row["window_hours"] == 3 and row["window_observed"] == 28 and row["p_value"] < 1e-6
     assert not row["is_spike"] and row["observed"] == 4  # the hour itself decides the guard
     counts.iloc[-1, 0] = 5
-    assert detect_spikes(counts, at(counts, hours - 1), parents=parents).set_index("series").loc["x.c0", "is_spike"]
+    assert detect_spikes(counts, at(counts, hours - 1), parents=parents, params=PARAMS).set_index("series").loc["x.c0", "is_spike"]
 
 
 def test_quiet_hours_of_realistic_counts_get_calibrated_p_values():
@@ -323,7 +326,7 @@ def test_quiet_hours_of_realistic_counts_get_calibrated_p_values():
     counts = data.counts
     pvals = []
     for i in range(len(counts) - 48, len(counts)):
-        det = detect_spikes(counts, at(counts, i), parents=data.parents)
+        det = detect_spikes(counts, at(counts, i), parents=data.parents, params=PARAMS)
         pvals.append(det["p_value"].to_numpy())
         assert not det["is_spike"].any(), det[det["is_spike"]]
     p = np.concatenate(pvals)

@@ -8,6 +8,7 @@ import copy
 import pandas as pd
 import pytest
 
+from ticketlens.adapters.settings import OpsSettings, RoutingSettings
 from ticketlens.models.custom_fields import single_text, value_list
 from ticketlens.models.ops_reports import self_selection_report
 from ticketlens.models.records import FieldMap, normalize_ratings, normalize_tickets
@@ -149,7 +150,8 @@ def test_multi_valued_contact_reasons_weigh_one_ticket_in_total():
                "category": "account.two_factor", "confidence": 0.9}] * 30
     both = [{"contact_reason": None, "contact_reasons": ["account.two_factor", "account.password_reset"],
              "category": "account.password_reset", "confidence": 0.9}] * 10
-    options, confusion = self_selection_report(pd.DataFrame(single + both), taxonomy)
+    options, confusion = self_selection_report(pd.DataFrame(single + both), taxonomy,
+                                                OpsSettings().config(RoutingSettings()))
     by = options.set_index("selected")
     assert by.loc["account.two_factor", "tickets"] == 35  # 30 + 10 × 1/2
     assert by.loc["account.password_reset", "tickets"] == 5

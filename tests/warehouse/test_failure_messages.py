@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.helpdesk import TOKEN, make_client
 from ticketlens.adapters.helpdesk import HelpdeskError
-from ticketlens.tasks.ingest import WarehouseUnreachableError, check_warehouse
+from ticketlens.adapters.warehouse.engine import WarehouseUnreachableError, check_warehouse
 
 
 def test_a_rejected_write_back_names_the_custom_field_setting_and_is_not_retried():

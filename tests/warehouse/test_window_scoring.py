@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from ticketlens.adapters.warehouse.engine import get_engine
+from ticketlens.adapters.warehouse.predictions import unscored_in_window
 from ticketlens.adapters.warehouse.schema import ticket_predictions, tickets
-from ticketlens.tasks.scoring import unscored_in_window
 
 H9 = datetime(2026, 11, 20, 9, tzinfo=UTC)
 
@@ -49,3 +49,27 @@ def test_only_window_tickets_lacking_a_current_prediction_of_this_version(wareho
         # keyset pagination: the next page starts after the last id seen
         page = unscored_in_window(conn, "clf", "2", H9, H9 + timedelta(hours=1), after_id=3, limit=1)
         assert list(page["id"]) == [4]
+
+
+def test_new_tickets_resume_inside_a_page_that_shares_one_extracted_at(warehouse_url):
+    """The scoring watermark is (extracted_at, id): a chunk smaller than one loaded page must not skip the rest
+    of that page, nor score a ticket twice."""
+    from ticketlens.adapters.warehouse.load import StreamState
+    from ticketlens.adapters.warehouse.predictions import EPOCH, read_new_tickets
+
+    def state(cursor, watermark):
+        return StreamState(stream="scoring", cursor=cursor, watermark=watermark, pages=1, run_id=None, updated_at=H9)
+
+    page, later = H9, H9 + timedelta(minutes=5)
+    with get_engine(warehouse_url).begin() as conn:
+        conn.execute(sa.insert(tickets), [{**ticket(i, page), "extracted_at": page} for i in (1, 2, 3, 4)]
+                     + [{**ticket(5, later), "extracted_at": later}, {**ticket(6, later, deleted=True),
+                                                                      "extracted_at": later}])
+    watermark = (page - EPOCH) // timedelta(microseconds=1)
+    with get_engine(warehouse_url).connect() as conn:
+        first = read_new_tickets(conn, None, 3)
+        rest = read_new_tickets(conn, state(cursor="3", watermark=watermark), 10)
+        after_page = read_new_tickets(conn, state(cursor=None, watermark=watermark), 10)
+    assert list(first["id"]) == [1, 2, 3]
+    assert list(rest["id"]) == [4, 5]  # the rest of the page, then the next page; deleted tickets never
+    assert list(after_page["id"]) == [5]  # no cursor: the whole page at the watermark counts as scored
