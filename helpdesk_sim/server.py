@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ticketlens.helpdesk_sim.dataset import Dataset, RatingSpec, TicketSpec
+from ticketlens.helpdesk_sim.webhooks import install_webhooks
 from ticketlens.helpdesk_sim.zendesk_extras import (
     contact_reason_value,
     extra_custom_fields,
@@ -643,6 +644,7 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
             return state.ticket_json(ticket_id, state.now)
 
     install_zendesk_extras(app, state, config, (basic, bearer))
+    install_webhooks(app, state)  # signed "ticket created" webhooks (helpdesk_sim.webhooks)
 
     @app.get("/_sim/snapshot")
     def snapshot():

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from ticketlens.models.scoring import helpdesk_fields, helpdesk_tags, removable_
 from ticketlens.models.windows import as_utc
 
 BATCH = 100
+WRITEBACK_LOCK = "writeback"  # warehouse run lock held while pushing/polling (hourly run and triage service)
 IN_DOUBT = "pushing"  # a batch is about to be (or was) sent, but its job id is not recorded yet
 PLAN_STREAM = "writeback-plan"  # extraction_state row: watermark = max predicted_at planned (µs), cursor = config
 PLAN_LOOKBACK = timedelta(minutes=10)
@@ -361,3 +363,50 @@ def writeback_summary(engine_url: str) -> dict[str, Any]:
     with get_engine(engine_url).connect() as conn:
         return dict(conn.execute(sa.select(writeback_state.c.status, sa.func.count())
                                  .group_by(writeback_state.c.status)).all())
+
+
+@dataclass(frozen=True)
+class RoutingLatency:
+    """Tickets created in a window and tagged (write-back done): by the triage service or by the hourly sweep."""
+
+    realtime: int
+    sweep: int
+    untagged: int
+    realtime_seconds: tuple[float, float, float] | None  # creation → tagged p50 / p95 / p99
+    sweep_seconds: tuple[float, float, float] | None
+
+    def line(self) -> str:
+        def fmt(p: tuple[float, float, float] | None) -> str:
+            return "-" if p is None else f"p50 {p[0]:.1f} s / p95 {p[1]:.1f} s / p99 {p[2]:.1f} s"
+
+        return (f"- routing: {self.realtime} tickets routed in real time (creation → tagged {fmt(self.realtime_seconds)}),"
+                f" {self.sweep} by the hourly sweep ({fmt(self.sweep_seconds)}), {self.untagged} not tagged yet")
+
+
+def routing_latency(engine_url: str, start: datetime, end: datetime) -> RoutingLatency:
+    """Split the window's new tickets into routed in real time (a ``realtime`` prediction was pushed) and by the
+    sweep, with creation → tagged latency percentiles (tagged = the write-back confirmed, ``writeback_state``
+    ``done``; a later re-push of a changed ticket moves that time, so these are upper bounds)."""
+    import numpy as np
+
+    from ticketlens.adapters.warehouse.schema import tickets
+
+    p, w = ticket_predictions, writeback_state
+    realtime = sa.exists().where(p.c.ticket_id == tickets.c.id, p.c.realtime.is_(True))
+    query = (sa.select(tickets.c.id, tickets.c.created_at, w.c.status, w.c.updated_at, realtime.label("rt"))
+             .select_from(tickets.outerjoin(w, w.c.ticket_id == tickets.c.id))
+             .where(tickets.c.created_at >= start, tickets.c.created_at < end, tickets.c.is_deleted.is_(False)))
+    with get_engine(engine_url).connect() as conn:
+        rows = conn.execute(query).all()
+    lat: dict[bool, list[float]] = {True: [], False: []}
+    untagged = 0
+    for row in rows:
+        if row.status != "done" or row.updated_at is None:
+            untagged += 1
+            continue
+        lat[bool(row.rt)].append(max(0.0, (_aware(row.updated_at) - _aware(row.created_at)).total_seconds()))
+
+    def pct(values: list[float]) -> tuple[float, float, float] | None:
+        return tuple(float(v) for v in np.percentile(values, [50, 95, 99])) if values else None
+
+    return RoutingLatency(len(lat[True]), len(lat[False]), untagged, pct(lat[True]), pct(lat[False]))
