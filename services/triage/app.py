@@ -106,7 +106,7 @@ def create_app(service: TriageService, *, manage: bool = True) -> FastAPI:
             return reject(401, "bad_signature", f"{SIGNATURE_HEADER} does not match base64(HMAC-SHA256(secret, "
                           "timestamp + body)); check the signing secret")
         try:
-            parsed = json.loads(body)
+            parsed = json.loads(body.decode("utf-8"))  # Zendesk sends UTF-8 JSON
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
             return reject(400, "bad_json", f"the body is not valid JSON{where}: "

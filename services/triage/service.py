@@ -215,7 +215,8 @@ class TriageService:
                "attempts": 0}
         with self.engine.begin() as conn:
             stmt = dialect_insert(conn, triage_inbox).values(**row)
-            inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["ticket_id", "event_key"])).rowcount
+            stmt = stmt.on_conflict_do_nothing(index_elements=["ticket_id", "event_key"]).returning(triage_inbox.c.id)
+            inserted = conn.execute(stmt).first() is not None  # RETURNING: portable, unlike rowcount
         if inserted:
             self._add_depth(1)
             self.metrics.received.inc()
