@@ -292,7 +292,7 @@ def install_webhooks(app: FastAPI, state, config: WebhookConfig | None = None) -
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return json_response({"error": "InvalidJSON"}, 400)
-        known = {f.name for f in fields(WebhookConfig)} - {"faults", "seed", "senders"}
+        known = {f.name for f in fields(WebhookConfig)} - {"faults", "senders"}
         fault_names = {f.name for f in fields(WebhookFaults)}
         unknown = set(body) - known - fault_names
         if unknown:
@@ -300,6 +300,8 @@ def install_webhooks(app: FastAPI, state, config: WebhookConfig | None = None) -
         with sender.lock:
             for key, value in body.items():
                 setattr(sender.config.faults if key in fault_names else sender.config, key, value)
+            if "seed" in body:  # reproducible fault draws from here on
+                sender.rng = random.Random(body["seed"])
         ensure_watcher()
         return get_webhooks()
 

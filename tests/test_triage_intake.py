@@ -28,7 +28,7 @@ from ticketlens.services.triage.signature import (
     utc_timestamp,
 )
 
-SECRET = "ZendeskSigningSecret123"  # noqa: S105 - a test vector
+SECRET = "ZendeskSigningSecret123"
 
 
 def test_signature_matches_a_known_vector():
@@ -98,7 +98,7 @@ def body_for(ticket_id: int, **extra) -> bytes:
 
 
 def test_every_bad_input_is_refused_with_a_reason_and_nothing_is_stored(intake):
-    client, service, url = intake
+    client, _service, url = intake
     good = body_for(1)
     old = utc_timestamp(datetime.now(UTC) - timedelta(seconds=301))
     future = utc_timestamp(datetime.now(UTC) + timedelta(seconds=400))
@@ -166,7 +166,7 @@ def test_duplicate_delivery_is_acknowledged_and_changes_nothing(intake):
 
 
 def test_full_queue_answers_503_with_retry_after_and_stores_nothing_more(intake):
-    client, service, url = intake
+    client, _service, url = intake
     for ticket_id in (1, 2, 3):
         assert post(client, body_for(ticket_id)).status_code == 200
     response = post(client, body_for(4))

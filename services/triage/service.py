@@ -76,6 +76,8 @@ class ChampionHolder:
                 found = version_by_alias(s.mlflow_tracking_uri, s.model_name, CHAMPION)
             except RegistryUnavailableError as exc:
                 return self._unavailable(str(exc))
+            except Exception as exc:  # the client itself could not be built (store unreachable at creation)
+                return self._unavailable(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
             if found is None:
                 self.last_error = f"no version of {s.model_name} has the alias {CHAMPION!r}; run nightly-retrain"
                 return "missing"
@@ -458,7 +460,10 @@ class TriageService:
         """One Prefect event per flushed micro-batch, so the event feed shows real-time triage beside the flows."""
         try:
             from prefect.events import emit_event
+            from prefect.settings import PREFECT_API_URL
 
+            if not PREFECT_API_URL.value():  # no Prefect server configured: emitting would start an ephemeral one
+                return
             emit_event(event=f"ticketlens.triage.batch.{outcome}",
                        resource={"prefect.resource.id": "ticketlens.triage-service",
                                  "prefect.resource.name": "triage"},
