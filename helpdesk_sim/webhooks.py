@@ -213,6 +213,7 @@ def create_ticket(state, body: dict[str, Any]) -> TicketSpec:
             true_category=first.true_category if first else "", contact_reason=first.contact_reason if first else "",
             confirmed_category=None, language="en", customer_segment="consumer",
             first_reply_minutes=None, full_resolution_minutes=None)
+        hooks.setdefault("created_via_api", set()).add(spec.id)  # announced by the API call, not the watcher
         state.by_id[spec.id] = spec
         state.changes[spec.id] = [now]
         bisect.insort(state.entries, (now, spec.id))
@@ -271,7 +272,6 @@ def install_webhooks(app: FastAPI, state, config: WebhookConfig | None = None) -
             return json_response({"error": "RecordInvalid", "description": "ticket object required"}, 422)
         spec = create_ticket(state, body)
         with state.lock:
-            state.webhooks["created_via_api"].add(spec.id)
             record = state.ticket_json(spec.id, state.now)
         sender.notify(record)
         return json_response({"ticket": record}, 201)
