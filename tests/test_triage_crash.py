@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.test_triage_service import MODEL, SECRET, create_tickets, pushes_per_ticket
-from tests.triage_support import register_champion, wait_until
+from tests.triage_support import fresh, register_champion, wait_until
 from ticketlens.adapters.settings import get_settings
 from ticketlens.adapters.warehouse.engine import get_engine
 from ticketlens.adapters.warehouse.schema import ticket_predictions, triage_inbox
@@ -72,7 +72,7 @@ def test_kill_9_mid_stream_then_restart_and_one_hourly_run_tags_every_ticket_onc
         prefect_harness, warehouse_url, dataset, registry, monkeypatch):
     from ticketlens.flows.hourly_pipeline import hourly_pipeline
 
-    with running_simulator(dataset, clock=dataset.end) as sim:
+    with running_simulator(fresh(dataset), clock=dataset.end) as sim:
         port = free_port()
         env = client_env(warehouse_url, sim, **{
             "TICKETLENS_MLFLOW_TRACKING_URI": registry["uri"],

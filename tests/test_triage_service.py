@@ -10,7 +10,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.triage_support import register_champion, serving_triage, wait_until
+from tests.triage_support import fresh, register_champion, serving_triage, wait_until
 from ticketlens.adapters.settings import Settings
 from ticketlens.adapters.warehouse.engine import get_engine, migrate
 from ticketlens.adapters.warehouse.schema import ticket_predictions, triage_inbox, writeback_state
@@ -73,7 +73,7 @@ def rows(url: str, table, *where) -> list[dict]:
 
 def test_simulator_webhooks_end_with_tags_on_every_ticket_exactly_once(warehouse_url, dataset, registry):
     afternoon = int(datetime(2026, 6, 8, 14, tzinfo=UTC).timestamp())  # the last day, when tickets arrive
-    with running_simulator(dataset, clock=afternoon) as sim:
+    with running_simulator(fresh(dataset), clock=afternoon) as sim:
         settings = settings_for(warehouse_url, sim, registry)
         triage = TriageSettings(webhook_secret=SECRET, batch_interval_seconds=0.3, job_poll_seconds=0.1,
                                 model_poll_seconds=60)
@@ -138,7 +138,7 @@ def drain(service: TriageService) -> None:
 
 def test_mlflow_down_keeps_scoring_and_a_moved_alias_reloads(sqlite_url, dataset, registry, tmp_path):
     migrate(sqlite_url)
-    with running_simulator(dataset) as sim:
+    with running_simulator(fresh(dataset)) as sim:
         settings = settings_for(sqlite_url, sim, registry)
         service = TriageService(settings, TriageSettings(webhook_secret=SECRET, batch_interval_seconds=0.01,
                                                          job_poll_seconds=0.01))

@@ -14,6 +14,14 @@ from ticketlens.helpdesk_sim.dataset import Dataset
 from ticketlens.helpdesk_sim.testing import free_port
 
 
+def fresh(dataset: Dataset) -> Dataset:
+    """A dataset a simulator may grow (tickets created through its API are inserted into ``tickets``) without
+    the next test's simulator, built on the same module fixture, seeing them."""
+    import dataclasses
+
+    return dataclasses.replace(dataset, tickets=list(dataset.tickets))
+
+
 def register_champion(tracking_uri: str, artifact_location: str, name: str, dataset: Dataset, *,
                       seed: int = 0, alias: str = "champion") -> str:
     """Fit the fast tfidf profile on the dataset's tickets and register it under ``name`` with ``alias``.
