@@ -182,3 +182,21 @@ def test_health_and_readiness_without_a_champion(intake):
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["ready"] is False and ready.json()["warehouse"] == "ok"
+
+
+def test_env_example_lists_every_triage_setting():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    assert [n for n in TriageSettings.model_fields if f"TICKETLENS_TRIAGE_{n.upper()}=" not in text] == []
+    assert TriageSettings(webhook_secret="s3cret").webhook_secret.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(TriageSettings(webhook_secret="s3cret"))  # SecretStr: never printed
+
+
+def test_the_service_refuses_to_run_as_root_without_the_override(monkeypatch, capsys):
+    import ticketlens.services.triage.__main__ as entry
+
+    monkeypatch.setattr(entry.os, "geteuid", lambda: 0)
+    monkeypatch.delenv("TICKETLENS_TRIAGE_ALLOW_ROOT", raising=False)
+    assert entry.main([]) == 2
+    assert "refuses to run as root" in capsys.readouterr().err
