@@ -7,7 +7,7 @@ export DO_NOT_TRACK ?= 1
 # No internet here: a Prefect server that tries to send telemetry logs an ERROR line on every start.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test lint unit bench bench-accuracy fuzz fault-suite sim up down status deploy soak clean reset check-helpdesk
+.PHONY: install demo test lint unit bench bench-accuracy bench-triage fuzz fault-suite sim triage up down status deploy soak clean reset check-helpdesk
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
@@ -60,6 +60,17 @@ bench-accuracy: install
 ## Start the Zendesk-compatible simulator in the foreground on 127.0.0.1:8765.
 sim: install
 	$(UV) run ticketlens-sim serve --port 8765
+
+## The real-time triage service alone, in the foreground (TICKETLENS_TRIAGE_* settings; see docs/triage.md).
+## It refuses to run as root unless TICKETLENS_TRIAGE_ALLOW_ROOT=true.
+triage: install
+	$(UV) run ticketlens-triage
+
+## Triage latency benchmark: simulator + service + warehouse here, creation → write-back confirmed at each rate.
+## Full run: make bench-triage (5, 20, 50 tickets/s, 600 s each); short: TRIAGE_BENCH_ARGS="--seconds 60".
+TRIAGE_BENCH_ARGS ?=
+bench-triage: install
+	$(UV) run python -m bench.triage_bench $(TRIAGE_BENCH_ARGS)
 
 ## Local stack on loopback (Prefect server, MLflow server, simulator, process worker); state under var/.
 ## PostgreSQL by setting, e.g. make up TICKETLENS_WAREHOUSE_URL=postgresql+psycopg://…  (see README, Operations guide)

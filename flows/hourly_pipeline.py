@@ -35,11 +35,18 @@ from ticketlens.adapters.settings import get_settings
 from ticketlens.flows.ingest import ingest
 from ticketlens.flows.spikes import spike_detection
 from ticketlens.tasks.run_names import hourly_run_name
-from ticketlens.tasks.runlock import flow_lock
+from ticketlens.tasks.runlock import flow_lock, run_lock
 from ticketlens.tasks.runstate import RunSkippedError, final_state, is_skipped, skipped_state, subflow_outcome
 from ticketlens.tasks.runtime import hourly_window
 from ticketlens.tasks.scoring import score_new_tickets, score_window_tickets
-from ticketlens.tasks.writeback import plan_writeback, poll_writeback_jobs, push_writeback, writeback_summary
+from ticketlens.tasks.writeback import (
+    WRITEBACK_LOCK,
+    plan_writeback,
+    poll_writeback_jobs,
+    push_writeback,
+    routing_latency,
+    writeback_summary,
+)
 
 
 @flow(name="hourly-pipeline", log_prints=True, flow_run_name=hourly_run_name)
@@ -73,9 +80,12 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> tuple[dict,
         ingested = {"tickets": {"fetched": 0}, "satisfaction_ratings": {"fetched": 0}, "skipped": True}
     scored = score_new_tickets(settings, run_id)
     in_window = score_window_tickets(settings, run_id, window.start, window.end)
-    planned = plan_writeback(settings)
-    pushed = push_writeback(settings, run_id)
-    polled = poll_writeback_jobs(settings)
+    # The triage service pushes under the same warehouse lock: never both reading back or pushing one batch.
+    with run_lock(settings.warehouse_url, WRITEBACK_LOCK, run_id, wait_seconds=120,
+                  lease_seconds=settings.run_lock_lease_seconds):
+        planned = plan_writeback(settings)
+        pushed = push_writeback(settings, run_id)
+        polled = poll_writeback_jobs(settings)
     states = writeback_summary(settings.warehouse_url)
     if pushed.failed or polled.failed:
         failures["write-back"] = (f"{pushed.failed} ticket(s) failed to submit, {polled.failed} rejected by "
@@ -110,6 +120,7 @@ def _hourly(settings, run_id: str, window, max_pages: int | None) -> tuple[dict,
         f"{polled.settled_by_read_back} settled by reading tickets back (job status expired or overdue)"
         + (f", dry run: {pushed.dry_run} would be pushed" if pushed.dry_run else ""),
         f"- write-back state: {states}",
+        routing_latency(settings.warehouse_url, window.start, window.end).line(),
         spike_line,
     ]
     if pushed.failed or polled.failed:

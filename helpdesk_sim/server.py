@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ticketlens.helpdesk_sim.dataset import Dataset, RatingSpec, TicketSpec
+from ticketlens.helpdesk_sim.webhooks import install_webhooks
 from ticketlens.helpdesk_sim.zendesk_extras import (
     contact_reason_value,
     extra_custom_fields,
@@ -357,6 +358,7 @@ def create_app(dataset: Dataset, config: SimConfig | None = None) -> FastAPI:
     _add_job_routes(app, state, config)
     _add_admin_routes(app, state)
     install_zendesk_extras(app, state, config, credentials)
+    install_webhooks(app, state)  # signed "ticket created" webhooks (helpdesk_sim.webhooks)
     _add_truth_routes(app, state, config, dataset)
     return app
 

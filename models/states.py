@@ -71,3 +71,17 @@ class PartitionStatus(StrEnum):
     """``backfill_partitions.status``: a row exists only for a finished partition, so the one state is done."""
 
     DONE = "done"
+
+
+class InboxStatus(StrEnum):
+    """``triage_inbox.status`` of one delivered webhook (services.triage).
+
+    queued (committed before the webhook is answered) → scored | skipped (a current prediction of this or a newer
+    model version exists) | failed (the ticket cannot be fetched, or processing gave up). Whatever the service
+    leaves queued or failed is scored and pushed by the next hourly-pipeline run.
+    """
+
+    QUEUED = "queued"
+    SCORED = "scored"
+    SKIPPED = "skipped"
+    FAILED = "failed"

@@ -13,6 +13,10 @@
 # The simulator runs in live mode (its clock is wall time; tickets, ratings and incidents keep arriving), with
 # SIM_HISTORY_DAYS of history up to now, SIM_TICKETS_PER_DAY, SIM_INCIDENTS_PER_DAY and a first incident
 # SIM_FIRST_INCIDENT_IN_HOURS after start-up (empty: none), so scheduled windows have data from the start.
+# The real-time triage service (services/triage) listens on TRIAGE_PORT (8780); the simulator sends it signed
+# "ticket created" webhooks. Its signing secret is TICKETLENS_TRIAGE_WEBHOOK_SECRET, or one generated once into
+# var/triage-secret (mode 600). It refuses to run as root: as root the stack skips it unless
+# TICKETLENS_TRIAGE_ALLOW_ROOT=true. TRIAGE=0 skips it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +27,8 @@ PREFECT_PORT="${PREFECT_PORT:-4200}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
 SIM_PORT="${SIM_PORT:-8765}"
 REPORTS_PORT="${REPORTS_PORT:-8766}"
+TRIAGE_PORT="${TRIAGE_PORT:-8780}"
+TRIAGE="${TRIAGE:-1}"
 SIM="${SIM:-1}"
 SIM_SEED="${SIM_SEED:-42}"
 SIM_HISTORY_DAYS="${SIM_HISTORY_DAYS:-90}"
@@ -30,7 +36,7 @@ SIM_TICKETS_PER_DAY="${SIM_TICKETS_PER_DAY:-300}"
 SIM_INCIDENTS_PER_DAY="${SIM_INCIDENTS_PER_DAY:-0.5}"
 SIM_FIRST_INCIDENT_IN_HOURS="${SIM_FIRST_INCIDENT_IN_HOURS-2}"
 POOL=ticketlens-process
-SERVICES=(prefect-server mlflow simulator reports worker)
+SERVICES=(prefect-server mlflow simulator reports triage worker)
 
 export PREFECT_API_URL="http://$HOST:$PREFECT_PORT/api"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 GX_ANALYTICS_ENABLED=false
@@ -82,10 +88,17 @@ up() {
         "$BIN/prefect" server start --host "$HOST" --port "$PREFECT_PORT"
     start mlflow "$MLFLOW_PORT" "$BIN/mlflow" server --host "$HOST" --port "$MLFLOW_PORT" \
         --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" --artifacts-destination "$VAR/mlflow/artifacts" --workers 1
+    if [[ -z "${TICKETLENS_TRIAGE_WEBHOOK_SECRET:-}" ]]; then  # one local secret, shared by simulator and service
+        [[ -s "$VAR/triage-secret" ]] || (umask 077; head -c 32 /dev/urandom | base64 | tr -d '\n' >"$VAR/triage-secret")
+        TICKETLENS_TRIAGE_WEBHOOK_SECRET="$(cat "$VAR/triage-secret")"
+    fi
+    export TICKETLENS_TRIAGE_WEBHOOK_SECRET
+    local triage_url="http://$HOST:$TRIAGE_PORT/webhooks/zendesk/ticket-created"
     if [[ "$SIM" != 0 ]]; then
         local first=()
         [[ -n "$SIM_FIRST_INCIDENT_IN_HOURS" ]] && first=(--first-incident-in-hours "$SIM_FIRST_INCIDENT_IN_HOURS")
-        start simulator "$SIM_PORT" "$BIN/ticketlens-sim" serve --live --seed "$SIM_SEED" \
+        start simulator "$SIM_PORT" env TICKETLENS_TRIAGE_SIMULATOR_WEBHOOK_URL="$([[ "$TRIAGE" != 0 ]] && echo "$triage_url")" \
+            "$BIN/ticketlens-sim" serve --live --seed "$SIM_SEED" \
             --history-days "$SIM_HISTORY_DAYS" --tickets-per-day "$SIM_TICKETS_PER_DAY" \
             --incidents-per-day "$SIM_INCIDENTS_PER_DAY" "${first[@]}" --host "$HOST" --port "$SIM_PORT"
     fi
@@ -95,6 +108,20 @@ up() {
     wait_http mlflow "http://$HOST:$MLFLOW_PORT/health" 180
     [[ "$SIM" != 0 ]] && wait_http simulator "http://$HOST:$SIM_PORT/_sim/health" 120
     wait_http reports "http://$HOST:$REPORTS_PORT/" 30
+    if [[ "$TRIAGE" != 0 ]]; then
+        if [[ "$(id -u)" == 0 && "${TICKETLENS_TRIAGE_ALLOW_ROOT:-false}" != true ]]; then
+            echo "  triage NOT started: it refuses to run as root (run make up as an ordinary user, or set" >&2
+            echo "         TICKETLENS_TRIAGE_ALLOW_ROOT=true); the hourly run routes new tickets meanwhile" >&2
+        else
+            local sim_base=()
+            [[ "$SIM" != 0 ]] && sim_base=(TICKETLENS_HELPDESK_BASE_URL="${TICKETLENS_HELPDESK_BASE_URL:-http://$HOST:$SIM_PORT}")
+            start triage "$TRIAGE_PORT" env TICKETLENS_HOME="$ROOT" \
+                TICKETLENS_WAREHOUSE_URL="${TICKETLENS_WAREHOUSE_URL:-sqlite:///$VAR/ticketlens.db}" \
+                TICKETLENS_MLFLOW_TRACKING_URI="${TICKETLENS_MLFLOW_TRACKING_URI:-http://$HOST:$MLFLOW_PORT}" \
+                "${sim_base[@]}" "$BIN/ticketlens-triage" --host "$HOST" --port "$TRIAGE_PORT"
+            wait_http triage "http://$HOST:$TRIAGE_PORT/healthz" 120
+        fi
+    fi
 
     "$BIN/prefect" work-pool create "$POOL" --type process --overwrite >/dev/null
     echo "  work pool $POOL (process) ready"
@@ -119,6 +146,7 @@ TicketLens stack is up:
   MLflow UI    http://$HOST:$MLFLOW_PORT
   simulator    $([[ "$SIM" != 0 ]] && echo "http://$HOST:$SIM_PORT" || echo "off (SIM=0)")
   reports      http://$HOST:$REPORTS_PORT   (charts in var/reports, shown in Prefect artifacts)
+  triage       http://$HOST:$TRIAGE_PORT/readyz   (webhooks: $triage_url, metrics: /metrics)
   worker       pool $POOL, logs var/log/worker.log
 Deploy:  make deploy PREFECT_PORT=$PREFECT_PORT MLFLOW_PORT=$MLFLOW_PORT   (first time: also loads history and trains a champion)
 Stop:    make down
@@ -150,6 +178,9 @@ status() {
     for name in "${SERVICES[@]}"; do
         if running "$name"; then echo "  $name: running (pid $(cat "$(pidfile "$name")"))"
         else echo "  $name: stopped"; fi
+        if [[ "$name" == triage ]] && running triage; then  # ready = champion loaded and warehouse reachable
+            echo "    readyz: $(curl -s "http://$HOST:$TRIAGE_PORT/readyz" 2>/dev/null || echo unreachable)"
+        fi
     done
 }
 

@@ -227,6 +227,8 @@ ticket_predictions = sa.Table(
     # version with the same input_sha256 keeps this prediction; same content_sha256 too = a write-back echo.
     sa.Column("input_sha256", sa.String(64)),
     sa.Column("content_sha256", sa.String(64)),
+    # Made by the real-time triage service (services/triage) rather than a scheduled run (migration 0012).
+    sa.Column("realtime", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("ticket_id", "model_name", "model_version", "ticket_updated_at"),
     sa.Index("ix_ticket_predictions_current", "ticket_id", "is_current"),
 )
@@ -428,4 +430,25 @@ run_locks = sa.Table(
     sa.Column("owner", sa.String(255), nullable=False),  # host:pid:run id
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+triage_inbox = sa.Table(
+    "triage_inbox",
+    metadata,
+    # Zendesk "ticket created" webhooks accepted by the triage service (services/triage), committed before the
+    # service answers 2xx. (ticket_id, event_key) is the delivery's natural key: a retried or duplicated
+    # delivery hits the unique constraint and changes nothing.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", sa.BigInteger, nullable=False),
+    sa.Column("event_key", sa.String(128), nullable=False),  # the event id, else "ticket.created:<created_at>"
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("ticket_created_at", UTCDateTime),
+    sa.Column("ticket", JSONType),  # the ticket fields the body carried (None: id only, fetched when scored)
+    sa.Column("status", sa.String(16), nullable=False),  # queued | scored | skipped | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("processed_at", UTCDateTime),
+    sa.Column("model_version", sa.String(32)),
+    sa.Column("last_error", sa.Text),
+    sa.UniqueConstraint("ticket_id", "event_key"),
+    sa.Index("ix_triage_inbox_status", "status", "id"),
 )

@@ -1,0 +1,1 @@
+"""Long-running TicketLens services (``ticketlens.services``): processes that run beside the scheduled flows."""
