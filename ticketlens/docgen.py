@@ -323,8 +323,16 @@ def _render_section(section: Section, level: int, lines: list[str]) -> None:
         _render_section(child, level + 1, lines)
 
 
+def service_settings() -> list[tuple[str, type[BaseSettings]]]:
+    """Settings classes of TicketLens's long-running services (read by the service, not by the flows)."""
+    from ticketlens.services.triage.settings import TriageSettings
+
+    return [("Real-time triage service ([triage](triage.md))", TriageSettings)]
+
+
 def render(root: type[BaseSettings] | None = None, env_name: EnvName | None = None) -> str:
     """The whole page as text (deterministic: depends only on the settings classes)."""
+    services = service_settings() if root is None else []
     if root is None:
         root, env_name = project_settings()
     section = build_sections(root, env_name)
@@ -332,6 +340,9 @@ def render(root: type[BaseSettings] | None = None, env_name: EnvName | None = No
     if section.rows:
         lines += ["## General", ""] if section.children else ["## Variables", ""]
     _render_section(section, 1, lines)
+    for title, cls in services:
+        lines += [f"## {title}", "", _first_line(cls.__doc__), ""]
+        _render_section(build_sections(cls), 2, lines)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -25,7 +25,7 @@ SENTINEL = "https://docs-check.example/sentinel"
 
 # Link targets another change adds; a link to one of them may dangle until that change lands (then it is checked
 # like any other).
-PENDING_TARGETS = {"docs/triage.md": "issue 18 (real-time triage service) adds this page"}
+PENDING_TARGETS: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------------------ configuration page
