@@ -213,6 +213,10 @@ class Settings(BaseSettings):
     )
     spike_min_expected: float = Field(0.2, gt=0, description="Floor of the expected count (sparse categories).")
     spike_fdr: float = Field(0.002, gt=0, lt=1, description="Benjamini-Hochberg false-discovery rate per hour.")
+    spike_alert_rate: float = Field(
+        5e-4, ge=0, lt=1,
+        description="A series also pages when its own p-value is at most this, whatever BH says: the false-alert "
+                    "budget per category-hour (0 = BH alone).")
     spike_min_count: int = Field(5, ge=1, description="Fewer tickets than this in the hour never page.")
     spike_min_ratio: float = Field(2.0, ge=1, description="Observed/expected below this never pages.")
     spike_window_hours: int = Field(3, ge=1, le=12, description="Also test sums over the last 2..N hours.")
