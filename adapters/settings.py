@@ -86,6 +86,10 @@ class SpikeSettings(SettingsGroup):
     )
     min_expected: float = Field(0.2, gt=0, description="Floor of the expected count (sparse categories).")
     fdr: float = Field(0.002, gt=0, lt=1, description="Benjamini-Hochberg false-discovery rate per hour.")
+    alert_rate: float = Field(
+        5e-4, ge=0, lt=1,
+        description="A series also pages when its own p-value is at most this, whatever BH says: the false-alert "
+                    "budget per category-hour (0 = BH alone). Off while the calibration lacks a week of history.")
     min_count: int = Field(5, ge=1, description="Fewer tickets than this in the hour never page.")
     min_ratio: float = Field(2.0, ge=1, description="Observed/expected below this never pages.")
     window_hours: int = Field(3, ge=1, le=12, description="Also test sums over the last 2..N hours.")

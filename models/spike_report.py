@@ -209,7 +209,8 @@ def _why_quiet(counts: pd.DataFrame, series: str, hour: datetime, band_high: flo
     if window_ratio < params.min_ratio:
         over = f" over its {row['window_hours']} h window" if row["window_hours"] > 1 else ""
         return f"only {window_ratio:.1f}× expected{over} (pages from {params.min_ratio:g}×)"
-    return f"not significant across categories (q = {row['q_value']:.1e} > FDR {params.fdr:g})"
+    budget = f"p = {row['p_value']:.1e} > {params.alert_rate:g} per category-hour, " if params.alert_rate else ""
+    return f"not significant ({budget}q = {row['q_value']:.1e} > FDR {params.fdr:g})"
 
 
 def _quiet_peaks(window: pd.Series, alert_hours: set, share: float, max_peaks: int) -> list[datetime]:

@@ -40,7 +40,7 @@ def test_expected_line_and_band_cover_the_whole_week_and_a_normal_daily_peak_is_
     assert alert_hour.hour == 23
     counts.loc[alert_hour, "q.busy"] = 22  # a night hour expecting ~4: as tall as the normal midday peaks
     counts.loc[alert_hour, "q"] += 22
-    assert detect_spikes(counts, alert_hour + HOUR, parents=PARENTS).set_index("series").loc["q.busy", "is_spike"]
+    assert detect_spikes(counts, alert_hour + HOUR, parents=PARENTS, params=SpikeSettings().params()).set_index("series").loc["q.busy", "is_spike"]
 
     data = chart_for(counts, "q.busy", alert_hour)
 

@@ -21,6 +21,7 @@ from ticketlens.models.spikes import (
     detect_spikes,
     hourly_counts,
     nb_upper_pvalue,
+    passes_test,
 )
 
 START = datetime(2026, 6, 1, tzinfo=UTC)  # a Monday
@@ -333,3 +334,61 @@ def test_quiet_hours_of_realistic_counts_get_calibrated_p_values():
     assert len(p) == 48 * counts.shape[1]
     assert (p < 1e-2).mean() <= 2e-2  # the old test: several times the nominal share at 1e-3 and below
     assert (p < 1e-3).mean() <= 2e-3 + 1 / len(p)
+
+
+def test_passes_test_is_bh_or_the_per_series_budget():
+    p = replace(PARAMS, fdr=0.002, alert_rate=5e-4)
+    pv = np.array([1e-5, 4e-4, 6e-4, 6e-4, np.nan])
+    q = np.array([5e-4, 0.01, 0.001, 0.01, np.nan])
+    # BH passes the first and third, the budget the first and second; untested (NaN) never passes
+    assert passes_test(pv, q, p).tolist() == [True, True, True, False, False]
+    assert passes_test(pv, q, replace(p, alert_rate=0.0)).tolist() == [True, False, True, False, False]
+    with pytest.raises(ValueError, match="alert_rate"):
+        replace(PARAMS, alert_rate=1.0)
+
+
+def test_per_series_budget_keeps_quiet_realistic_hours_within_the_false_alert_goal():
+    """Null data: the share of category-hours under the budget stays near it, pages stay under 1 per 1,000."""
+    from ticketlens.helpdesk_sim.counts import CountsConfig, generate_counts
+
+    data = generate_counts(CountsConfig(seed=5, days=30, tickets_per_day=2000, incidents=0, holidays=0))
+    counts, params = data.counts, PARAMS
+    pvals, pages = [], 0
+    for i in range(len(counts) - 48, len(counts)):
+        det = detect_spikes(counts, at(counts, i), parents=data.parents, params=params)
+        pvals.append(det["p_value"].to_numpy())
+        pages += int(det["is_spike"].sum())
+    p = np.concatenate(pvals)
+    # 2,352 category-hours: a calibrated p-value is ≤ 5e-4 in ~1.2 of them (≤ 6 with 99 % probability)
+    assert (p <= params.alert_rate).sum() <= 6
+    assert pages <= 2  # the goal is ≤ 1 per 1,000 quiet category-hours: ≤ 2.4 here
+
+
+def test_per_series_budget_finds_a_lone_5x_hour_that_bh_alone_misses():
+    rng = np.random.default_rng(21)
+    hours = 5 * 168
+    index = pd.date_range(START, periods=hours, freq="h", tz=UTC)
+    alpha = 0.15  # over-dispersed like real counts: a lone 5× hour is not overwhelming evidence
+    parents = {f"s.c{i}": ("s" if i < 12 else "t") for i in range(24)}
+    cols = {}
+    for k in parents:
+        mu = seasonal_rate(index, 4.0)
+        cols[k] = rng.negative_binomial(1 / alpha, 1 / (1 + alpha * mu))
+    last = hours - 168 + 24 * 2 + 11  # Wednesday 11:00 of the last week
+    counts = with_parents(frame(cols, hours), parents)
+    quiet = detect_spikes(counts, at(counts, last), parents=parents, params=PARAMS).set_index("series")
+    assert not quiet["is_spike"].any()
+    expected = quiet.loc["s.c3", "expected"]
+
+    def paged(count: int, params) -> pd.Series:
+        planted = counts.copy()
+        planted.loc[planted.index[last], "s.c3"] = count
+        planted = with_parents(planted[list(parents)], parents)
+        return detect_spikes(planted, at(planted, last), parents=parents, params=params).set_index("series").loc["s.c3"]
+
+    five = int(np.ceil(5 * expected))
+    row = paged(five, PARAMS)
+    assert row["is_spike"] and row["window_hours"] == 1  # found in its first hour
+    assert row["p_value"] <= PARAMS.alert_rate
+    bh_alone = paged(five, replace(PARAMS, alert_rate=0.0))
+    assert not bh_alone["is_spike"] and bh_alone["q_value"] > PARAMS.fdr  # BH needs p ≤ fdr / 26 here
