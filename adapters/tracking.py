@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -189,7 +190,28 @@ def load_version(tracking_uri: str, model_name: str, version: str | int, artifac
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.sklearn.load_model(version_artifact_uri(tracking_uri, model_name, version, artifact_root))
+    return load_sklearn_model(version_artifact_uri(tracking_uri, model_name, version, artifact_root))
+
+
+def load_sklearn_model(uri: str):
+    """``mlflow.sklearn.load_model``, without leaving the model's code directory on ``sys.path``.
+
+    Why: MLflow puts a model's ``code/`` directory first on ``sys.path`` for good. For a version logged with the
+    ``ticketlens`` namespace that directory holds a bare ``ticketlens`` package (``model_code_paths``); this
+    process has imported the real one already, but a worker process it spawns afterwards (scoring offloads
+    language detection and sentiment to spawned workers) inherits ``sys.path`` and would import the bare one,
+    which has no ``ticketlens.adapters``. The classes the model needs are imported by the time it is loaded, so
+    such directories are taken off again. A pre-namespace version's directory (a top-level ``models`` package)
+    stays, as it always did: its pickles need ``models`` importable.
+    """
+    import mlflow
+
+    before = set(sys.path)
+    try:
+        return mlflow.sklearn.load_model(uri)
+    finally:
+        sys.path[:] = [entry for entry in sys.path
+                       if entry in before or not (Path(entry) / "ticketlens" / "__init__.py").is_file()]
 
 
 def set_alias(tracking_uri: str, model_name: str, alias: str, version: str | int) -> None:

@@ -25,6 +25,7 @@ from ticketlens.adapters.tracking import (
     CHAMPION,
     RegistryUnavailableError,
     describe_tracking_uri,
+    load_sklearn_model,
     load_version,
     scrub_uri,
     version_artifact_uri,
@@ -119,7 +120,7 @@ def load_registered(settings: Settings, name: str, version: str):
 
     path = cache_path(settings, name, version) if settings.mlflow_cache_dir else None
     if path is not None and (path / "MLmodel").exists():
-        return mlflow.sklearn.load_model(str(path))
+        return load_sklearn_model(str(path))
     try:
         model = load_version(settings.mlflow_tracking_uri, name, version, settings.mlflow_artifact_location)
         if path is not None:

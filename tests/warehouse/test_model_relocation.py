@@ -3,7 +3,10 @@ TicketLens's loader re-roots a version whose stored path is gone under today's a
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,14 @@ from ticketlens.models.classifier import build_pipeline, resolve_config
 TOY = pd.DataFrame({"subject": ["reset my password", "app crashes", "refund please", "card lost"] * 5,
                     "description": ["forgot it", "at start", "money back", "stolen card"] * 5})
 TOY_Y = ["account", "bug", "billing", "card"] * 5
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def _settings_module_in_child() -> str:
+    """Runs in a spawned worker: the worker must import TicketLens itself, not a model's bare code copy."""
+    from ticketlens.adapters import settings
+
+    return settings.__name__
 
 
 def test_relocation_only_touches_missing_local_paths(tmp_path):
@@ -58,3 +69,11 @@ def test_a_registered_model_survives_moving_the_checkout(tmp_path, monkeypatch):
     loaded = load_registered(settings, "tl-relocation", version)
     assert np.allclose(loaded.predict_proba(TOY), pipeline.predict_proba(TOY), atol=1e-9)
     assert (after / "cache" / "tl-relocation" / version / "MLmodel").is_file()  # the cache fills from the new place
+
+    # A worker spawned after the load (scoring offloads language detection and sentiment to spawned processes)
+    # inherits sys.path: the model's bare code copy of the ticketlens package must not be on it.
+    leaked = [entry for entry in sys.path if (Path(entry) / "ticketlens" / "__init__.py").is_file()
+              and Path(entry).resolve() != CHECKOUT]
+    assert leaked == []
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_settings_module_in_child) == "ticketlens.adapters.settings"

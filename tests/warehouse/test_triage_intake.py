@@ -187,7 +187,7 @@ def test_health_and_readiness_without_a_champion(intake):
 def test_env_example_lists_every_triage_setting():
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     assert [n for n in TriageSettings.model_fields if f"TICKETLENS_TRIAGE_{n.upper()}=" not in text] == []
     assert TriageSettings(webhook_secret="s3cret").webhook_secret.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(TriageSettings(webhook_secret="s3cret"))  # SecretStr: never printed
