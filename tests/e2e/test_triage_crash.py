@@ -25,10 +25,10 @@ import sqlalchemy as sa
 from tests.support.triage import (
     MODEL,
     SECRET,
+    champion_registry,
     create_tickets,
     fresh,
     pushes_per_ticket,
-    register_champion,
     wait_until,
 )
 from ticketlens.adapters.settings import get_settings
@@ -49,9 +49,7 @@ def dataset():
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory, dataset):
-    root = tmp_path_factory.mktemp("mlflow")
-    uri, artifacts = f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts")
-    return {"uri": uri, "artifacts": artifacts, "version": register_champion(uri, artifacts, MODEL, dataset)}
+    return champion_registry(tmp_path_factory, dataset)
 
 
 def start_service(env: dict[str, str], port: int) -> subprocess.Popen:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from tests.support.triage import (
     MODEL,
     SECRET,
+    champion_registry,
     create_tickets,
     fresh,
     pushes_per_ticket,
@@ -40,10 +41,7 @@ def dataset():
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory, dataset):
-    root = tmp_path_factory.mktemp("mlflow")
-    uri, artifacts = f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts")
-    version = register_champion(uri, artifacts, MODEL, dataset)
-    return {"uri": uri, "artifacts": artifacts, "version": version}
+    return champion_registry(tmp_path_factory, dataset)
 
 
 def settings_for(url: str, sim, registry) -> Settings:

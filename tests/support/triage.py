@@ -110,3 +110,10 @@ def tagged(sim, ids: list[int], prefix: str = "tl_") -> bool:
 
 def pushes_per_ticket(sim) -> Counter:
     return Counter(t["id"] for update in sim.updates() for t in update["tickets"])
+
+
+def champion_registry(tmp_path_factory, dataset) -> dict:
+    """A fresh MLflow store with a champion trained on ``dataset`` (for a module-scoped ``registry`` fixture)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri, artifacts = f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts")
+    return {"uri": uri, "artifacts": artifacts, "version": register_champion(uri, artifacts, MODEL, dataset)}
