@@ -17,7 +17,9 @@ throughput ceiling (confirmed tickets per second).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,11 +76,9 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}")
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # not listening yet: ask again shortly
             if httpx.get(url, timeout=2).status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
         time.sleep(0.5)
     raise TimeoutError(url)
 
@@ -207,7 +207,14 @@ def phase(label: str, rate: float | None, seconds: float, load: Load, wh: str, s
     }
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """A killed benchmark (SIGTERM, e.g. `kill` or a CI timeout) still stops the service and simulator it
+    started: exiting through SystemExit runs ``main``'s ``finally``."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(prog="triage_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="5,20,50", help="tickets per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=600, help="duration of each rate")

@@ -32,7 +32,7 @@ INTAKE_PATH = "/webhooks/zendesk/ticket-created"
 
 
 class BodyTooLargeError(Exception):
-    pass
+    """The body passed TICKETLENS_TRIAGE_MAX_BODY_BYTES while it was being read (answered 413)."""
 
 
 async def read_capped(request: Request, cap: int) -> bytes:
