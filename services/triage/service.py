@@ -462,9 +462,8 @@ class TriageService:
         """One Prefect event per flushed micro-batch, so the event feed shows real-time triage beside the flows."""
         try:
             from prefect.events import emit_event
-            from prefect.settings import PREFECT_API_URL
 
-            if not PREFECT_API_URL.value():  # no Prefect server configured: emitting would start an ephemeral one
+            if not prefect_api_configured():  # no Prefect server configured: emitting would start an ephemeral one
                 return
             emit_event(event=f"ticketlens.triage.batch.{outcome}",
                        resource={"prefect.resource.id": "ticketlens.triage-service",
@@ -473,3 +472,10 @@ class TriageService:
                                 "model_version": self.models.current.version if self.models.current else None})
         except Exception as exc:  # the event feed is informational: never let it stop a write-back
             log.debug("Prefect event not emitted: %s", type(exc).__name__)
+
+
+def prefect_api_configured() -> bool:
+    """Is a Prefect server configured (``PREFECT_API_URL``)? Batch events go to its event feed only then."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())

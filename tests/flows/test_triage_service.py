@@ -57,7 +57,15 @@ def rows(url: str, table, *where) -> list[dict]:
         return [dict(r) for r in conn.execute(sa.select(table).where(*where)).mappings()]
 
 
-def test_simulator_webhooks_end_with_tags_on_every_ticket_exactly_once(warehouse_url, dataset, registry):
+def test_simulator_webhooks_end_with_tags_on_every_ticket_exactly_once(warehouse_url, dataset, registry, monkeypatch):
+    # The Prefect event feed: one event per flushed micro-batch (recorded here instead of sent to a server).
+    import prefect.events
+
+    from ticketlens.services.triage import service as service_module
+
+    events: list[dict] = []
+    monkeypatch.setattr(service_module, "prefect_api_configured", lambda: True)
+    monkeypatch.setattr(prefect.events, "emit_event", lambda **kw: events.append(kw))
     afternoon = int(datetime(2026, 6, 8, 14, tzinfo=UTC).timestamp())  # the last day, when tickets arrive
     with running_simulator(fresh(dataset), clock=afternoon) as sim:
         settings = settings_for(warehouse_url, sim, registry)
@@ -102,6 +110,12 @@ def test_simulator_webhooks_end_with_tags_on_every_ticket_exactly_once(warehouse
     assert f"triage_tickets_confirmed_total {len(ids)}.0" in metrics
     assert f"triage_created_to_tagged_seconds_count {len(ids)}.0" in metrics
     assert ready["ready"] is True and ready["champion"] == f"v{registry['version']}"
+    batches = int(float(next(line.split()[-1] for line in metrics.splitlines()
+                             if line.startswith("triage_batches_flushed_total "))))
+    assert len(events) == batches > 0
+    assert all(e["event"] == "ticketlens.triage.batch.submitted" and e["resource"]["prefect.resource.id"] ==
+               "ticketlens.triage-service" for e in events)
+    assert sum(e["payload"]["tickets"] for e in events) == len(ids)
 
     # The hourly run's write-back steps find nothing to push again (same state machine, same desired tags).
     from ticketlens.tasks.writeback import plan_writeback, push_writeback
